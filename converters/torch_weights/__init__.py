@@ -1,0 +1,1 @@
+"""Ultralytics ``.pt`` interop: name/layout mapping between torch state dicts and Flax variables."""

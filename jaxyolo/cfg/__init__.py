@@ -1,0 +1,32 @@
+"""Default arguments (Ultralytics names) shared by the CLI, the Python API and the experiment configs."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CFG_PATH = Path(__file__).with_name("default.yaml")
+DEFAULT_CFG: dict = yaml.safe_load(DEFAULT_CFG_PATH.read_text())
+
+
+class ConfigKeyError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+def check_keys(overrides: dict, source: str = "arguments") -> None:
+    """Fail on keys that are not jaxyolo arguments, suggesting the closest valid key."""
+    for key in overrides:
+        if key not in DEFAULT_CFG:
+            close = difflib.get_close_matches(key, DEFAULT_CFG, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigKeyError(f"'{key}' is not a valid jaxyolo argument ({source}){hint}")
+
+
+def get_cfg(overrides: dict | None = None) -> dict:
+    """Defaults merged with ``overrides`` (validated)."""
+    overrides = dict(overrides or {})
+    check_keys(overrides)
+    return {**DEFAULT_CFG, **overrides}

@@ -1,0 +1,133 @@
+"""Foundation: the model zoo's parameter counts, FLOPs, state-dict layout, shapes and modes."""
+
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from converters.torch_weights.mapping import flax_path_to_torch, torch_key_to_flax
+from jaxyolo import YOLO
+from jaxyolo.nn.build import build_model
+from jaxyolo.nn.summary import gflops
+
+PARAMS = {
+    "yolov8n": 2_719_288, "yolov8s": 6_361_736, "yolov8m": 17_053_336, "yolov8l": 37_480_744, "yolov8x": 57_422_840,
+    "yolo11n": 2_812_104, "yolo11s": 6_724_008, "yolo11m": 11_634_216, "yolo11l": 14_115_624, "yolo11x": 29_637_064,
+}
+GFLOPS_224 = {
+    "yolov8n": 0.414, "yolov8s": 1.544, "yolov8m": 5.134, "yolov8l": 12.145, "yolov8x": 18.905,
+    "yolo11n": 0.402, "yolo11s": 1.491, "yolo11m": 4.856, "yolo11l": 6.103, "yolo11x": 13.604,
+}
+KEYS_FILE = Path(__file__).parent / "data" / "ultralytics-state-dict-keys.txt"
+
+
+def shapes(model, size=32):
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda a: model.init(jax.random.PRNGKey(0), a), x)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameter_count_nc1000(name):
+    model, _ = build_model(f"{name}-cls.yaml")
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes(model)["params"]))
+    assert n == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(GFLOPS_224))
+def test_gflops_224_within_3_percent(name):
+    model, _ = build_model(f"{name}-cls.yaml")
+    assert gflops(model, 224) == pytest.approx(GFLOPS_224[name], rel=0.03)
+
+
+def reference_state_dict(yaml_name):
+    """{key: shape} from Ultralytics' state-dict dump for one model (num_batches_tracked excluded)."""
+    text = KEYS_FILE.read_text().split(f"===== {yaml_name}")[1].split("=====")[0]
+    out = {}
+    for key, shape in re.findall(r"^(model\.\S+) \(([\d, ]*)\)", text, re.M):
+        if not key.endswith("num_batches_tracked"):
+            out[key] = tuple(int(s) for s in shape.replace(" ", "").split(",") if s)
+    return out
+
+
+def flat(tree, prefix=()):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from flat(v, (*prefix, k))
+        else:
+            yield (*prefix, k), v.shape
+
+
+@pytest.mark.parametrize("yaml_name", ["yolov8n-cls.yaml", "yolo11n-cls.yaml"])
+def test_state_dict_keys_match_one_to_one(yaml_name):
+    ref = reference_state_dict(yaml_name)
+    assert len(ref) > 100
+    model, _ = build_model(yaml_name)
+    var = shapes(model)
+    ours = {}
+    for coll in ("params", "batch_stats"):
+        for path, shape in flat(var[coll]):
+            ours[flax_path_to_torch(coll, path)] = shape
+    assert set(ours) == set(ref)
+    for key, shape in ref.items():
+        coll, path = torch_key_to_flax(key, len(shape))
+        expected = shape
+        if len(shape) == 4:  # OIHW -> HWIO
+            expected = (shape[2], shape[3], shape[1], shape[0])
+        elif len(shape) == 2:
+            expected = shape[::-1]
+        node = var[coll]
+        for p in path:
+            node = node[p]
+        assert node.shape == expected, key
+
+
+@pytest.fixture(scope="module")
+def v8n10():
+    return YOLO("yolov8n-cls.yaml", nc=10)
+
+
+@pytest.fixture(scope="module")
+def y11n10():
+    return YOLO("yolo11n-cls.yaml", nc=10)
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (64, 64), (224, 224), (160, 192)])
+@pytest.mark.parametrize("which", ["v8n10", "y11n10"])
+def test_output_shape_and_probabilities(which, hw, request):
+    m = request.getfixturevalue(which)
+    x = np.random.default_rng(0).random((2, *hw, 3), dtype=np.float32)
+    probs = m(x)
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
+
+
+def test_uint8_input_is_scaled(v8n10):
+    x = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(v8n10(x), v8n10(x.astype(np.float32) / 255), atol=1e-6)
+
+
+def test_train_mode_returns_logits_and_updates_batch_stats(y11n10):
+    x = jnp.asarray(np.random.default_rng(2).random((4, 64, 64, 3), dtype=np.float32))
+    logits, updates = y11n10.module.apply(y11n10.variables, x, train=True, mutable=["batch_stats"])
+    assert logits.shape == (4, 10)
+    assert not np.allclose(np.asarray(logits).sum(1), 1.0)
+    old = jax.tree.leaves(y11n10.variables["batch_stats"])
+    new = jax.tree.leaves(updates["batch_stats"])
+    assert len(old) == len(new) and all(not np.allclose(a, b) for a, b in zip(old, new))
+    # eval probabilities are the softmax of eval logits
+    probs = y11n10.module.apply(y11n10.variables, x)
+    ev_logits = y11n10.module.apply(y11n10.variables, x, logits=True)
+    np.testing.assert_allclose(probs, jax.nn.softmax(ev_logits), atol=1e-6)
+
+
+def test_info_prints_summary(v8n10, capsys):
+    layers, n_p, _, gf = v8n10.info()
+    out = capsys.readouterr().out
+    assert "YOLOv8n-cls summary: 56 layers" in out and f"{n_p:,} parameters" in out
+    assert layers == 56 and n_p == 1_451_098  # Ultralytics' yolov8n-cls at nc=10
+    assert v8n10.names == {i: str(i) for i in range(10)}
+    assert v8n10.task == "classify"
