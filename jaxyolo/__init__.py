@@ -1,6 +1,10 @@
 """jaxyolo: Ultralytics YOLOv8/YOLO11 image classification in JAX/Flax."""
 
+import os
+
 __version__ = "0.1.0"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (tf.data, TensorBoard) logs only errors
 
 __all__ = ["YOLO", "__version__"]
 

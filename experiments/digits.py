@@ -1,0 +1,18 @@
+"""The README main job: yolov8n-cls on the embedded `digits` dataset (scikit-learn's real handwritten digits).
+
+    python -m jaxyolo.train --config experiments/digits.py
+    python -m jaxyolo.train --config experiments/digits.py --config.epochs=3 --workdir runs/digits
+Ultralytics equivalent: yolo classify train data=<digits folder> model=yolov8n-cls.yaml epochs=10 imgsz=32 batch=64
+"""
+
+import ml_collections
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.model = "yolov8n-cls.yaml"
+    c.data = "digits"
+    c.epochs = 10
+    c.imgsz = 32
+    c.batch = 64
+    return c

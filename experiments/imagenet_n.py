@@ -1,0 +1,11 @@
+"""YOLOv8n-cls on ImageNet with Ultralytics' recipe.
+
+    python -m jaxyolo.train --config experiments/imagenet_n.py --config.data_dir=gs://bucket/tfds --workdir runs/in_n
+Ultralytics equivalent: yolo classify train data=imagenet model=yolov8n-cls.yaml epochs=100 imgsz=224
+"""
+
+from experiments.imagenet_common import imagenet_config
+
+
+def get_config():
+    return imagenet_config("n")

@@ -1,0 +1,323 @@
+"""The trainer: Ultralytics' classification recipe as one readable function over a jit-compiled, sharded train state.
+
+Resume is exact: the data order is a pure function of (seed, epoch, batch), the per-batch hyper-parameters a pure
+function of the batch counter, and the orbax checkpoint holds the whole device state (parameters, BatchNorm
+statistics, optimizer state, EMA, the gradient accumulator) plus the host-side counters.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from jaxyolo import parallel
+from jaxyolo.cfg import get_cfg
+from jaxyolo.engine import optim
+from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
+from jaxyolo.engine.steps import create_state, make_train_step
+from jaxyolo.engine.val import ClassifyMetrics, Evaluator, validate
+from jaxyolo.utils.files import run_dir
+
+LOGGER = logging.getLogger("jaxyolo")
+CSV_COLUMNS = ["epoch", "time", "train/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "val/loss",
+               "lr/pg0", "lr/pg1", "lr/pg2"]
+AUG_KEYS = ("scale", "fliplr", "flipud", "auto_augment", "hsv_h", "hsv_s", "hsv_v", "erasing")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot continue (NaN loss, bad settings); the message says what happened and what to change."""
+
+
+def check_imgsz(imgsz) -> int | tuple[int, int]:
+    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 1:
+        imgsz = imgsz[0]
+    if isinstance(imgsz, bool) or not (
+            (isinstance(imgsz, int) and imgsz > 0)
+            or (isinstance(imgsz, (list, tuple)) and len(imgsz) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in imgsz))):
+        raise ValueError(f"imgsz={imgsz!r} is invalid: expected a positive int (e.g. 224) or a pair [h, w] "
+                         f"(e.g. 224,192)")
+    return imgsz if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+
+def setup_logging(save_dir: Path | None = None, verbose: bool = True) -> None:
+    if not any(getattr(h, "_jaxyolo", False) for h in LOGGER.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._jaxyolo = True
+        LOGGER.addHandler(h)
+    LOGGER.setLevel(logging.INFO if verbose else logging.WARNING)
+    LOGGER.propagate = False
+    if save_dir is not None:
+        fh = logging.FileHandler(save_dir / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        LOGGER.addHandler(fh)
+
+
+def build_model_for(args: dict, nc: int, names: dict):
+    """The YOLO wrapper to train: from a YAML (fresh), a .pt (fine-tune; head re-sized to ``nc``), plus optional
+    ``pretrained=<.pt>`` weight transfer. Returns the YOLO object with ``names`` set to the dataset's."""
+    from jaxyolo.engine.model import YOLO
+    from jaxyolo.nn.build import build_model
+    from jaxyolo.engine.model import init_variables
+    from jaxyolo.nn.transfer import transfer_variables
+
+    src = str(args.get("model") or "yolov8n-cls.yaml")
+    yolo = YOLO(src, nc=nc) if src.endswith((".yaml", ".yml")) else YOLO(src)
+    pretrained = args.get("pretrained")
+    if isinstance(pretrained, str) and pretrained.endswith(".pt"):
+        donor = YOLO(pretrained)
+        yolo.variables, n = transfer_variables(donor.variables, yolo.variables)
+        LOGGER.info(f"Transferred {n} tensors from {pretrained}")
+    if yolo.nc != nc:  # fine-tuning on a dataset with another class count: new head (Ultralytics' reshape_outputs)
+        module, cfg = build_model(yolo.cfg, nc=nc)
+        fresh = init_variables(module, int(args["seed"]), cfg["channels"])
+        variables, n = transfer_variables(yolo.variables, fresh)
+        LOGGER.info(f"Re-sized the Classify head from {yolo.nc} to {nc} classes ({n} tensors transferred)")
+        yolo.module, yolo.cfg, yolo.variables = module, cfg, variables
+    yolo.names = dict(names)
+    return yolo
+
+
+def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> ClassifyMetrics:
+    """Train a classification model; ``overrides`` use Ultralytics' argument names (see ``cfg/default.yaml``).
+
+    ``save_dir`` (``--workdir``) fixes the run directory; rerunning with the same directory resumes exactly.
+    Returns the validation metrics of the best epoch.
+    """
+    from jaxyolo import data
+
+    args = get_cfg(overrides)
+    args["imgsz"] = imgsz = check_imgsz(args["imgsz"])
+    proc, nproc = jax.process_index(), jax.process_count()
+    main = proc == 0
+
+    # ---- run directory and logging ----------------------------------------------------------------------------
+    if save_dir is None and args["resume"]:
+        runs = sorted(Path(args["project"] or "runs/classify").glob("*/checkpoints"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise TrainingError(f"resume=True but no run with checkpoints under {args['project'] or 'runs/classify'}")
+        save_dir = runs[-1].parent
+    save_dir = Path(save_dir) if save_dir is not None else run_dir(args["project"], args["name"], "train",
+                                                                    args["exist_ok"])
+    (save_dir / "weights").mkdir(parents=True, exist_ok=True)
+    setup_logging(save_dir if main else None, bool(args["verbose"]))
+
+    # ---- data -----------------------------------------------------------------------------------------------------
+    ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=float(args["fraction"]))
+    mesh = parallel.make_mesh()
+    n_dev = mesh.devices.size
+    batch = int(args["batch"])
+    if batch < 1 or batch % n_dev or batch % nproc:
+        raise TrainingError(f"batch={batch} must be a positive multiple of the device count ({n_dev}) and of the "
+                            f"process count ({nproc})")
+    nb = data.num_train_batches(ds, batch)
+    if nb < 1:
+        raise TrainingError(f"batch={batch} is larger than the training split ({ds.splits.get('train', 0)} images)")
+    val_split = "val" if "val" in ds.splits else "test"
+    aug = {k: args[k] for k in AUG_KEYS}
+
+    # ---- model, optimizer and state ---------------------------------------------------------------------------------
+    yolo = build_model_for(args, ds.nc, ds.names)
+    on_accel = jax.default_backend() in ("gpu", "tpu")
+    dtype = jnp.bfloat16 if (args["amp"] and on_accel) else jnp.float32
+    module = yolo.module.clone(dtype=dtype, dropout=float(args["dropout"]))
+    recipe = optim.resolve_recipe(args, ds.nc, ds.splits["train"], nb)
+    tx = optim.build_tx(recipe, yolo.variables["params"])
+    state = create_state(yolo.variables, tx)
+    shardings = parallel.state_shardings(mesh, state, bool(args["fsdp"]))
+    state = jax.device_put(state, shardings)
+    batch_sh = parallel.data_sharding(mesh)
+    rep = parallel.replicated(mesh)
+    step_fn = jax.jit(make_train_step(module, tx, float(args["label_smoothing"]), dtype),
+                      in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
+                      donate_argnums=(0,))
+    evaluator = Evaluator(module, ds.nc, mesh, dtype)
+    LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
+                f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
+                f"{recipe.accumulate}, warmup {recipe.warmup_iters} iterations")
+
+    # ---- resume ---------------------------------------------------------------------------------------------------
+    ckpt = Checkpointer(save_dir / "checkpoints", keep=int(args["keep_checkpoints"]))
+    meta = {"epoch": 0, "batch": 0, "last_opt_step": -1, "best_fitness": None, "best_epoch": -1, "history": [],
+            "patience_left": int(args["patience"]), "train_time": 0.0, "loss_sum": 0.0, "loss_n": 0}
+    if (latest := ckpt.latest_step()) is not None:
+        state, meta = ckpt.restore(latest, abstract_like(state, shardings))
+        LOGGER.info(f"Resuming {save_dir} from epoch {meta['epoch'] + 1}, batch {meta['batch']} (checkpoint {latest})")
+    elif main:
+        (save_dir / "args.yaml").write_text(yaml.safe_dump({**args, "imgsz": list(imgsz) if isinstance(imgsz, tuple)
+                                                            else imgsz}, sort_keys=False))
+    writer = _tensorboard(save_dir) if main else None
+
+    # ---- preemption: SIGTERM -> checkpoint at the next batch boundary, then exit ------------------------------------
+    stop = {"sigterm": False}
+    old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(sigterm=True)) if main or nproc == 1 else None
+
+    def checkpoint(epoch: int, batch_i: int, ni: int, force: bool = False):
+        meta.update(epoch=epoch, batch=batch_i)
+        ckpt.save(ni, state, dict(meta), force=force)
+
+    LOGGER.info(f"Training {yolo} on {ds.source}: {ds.splits['train']} train / {ds.splits.get(val_split, 0)} "
+                f"{val_split} images, imgsz={imgsz}, batch={batch} on {n_dev} device(s) x {nproc} process(es), "
+                f"logging to {save_dir}")
+    base_key = jax.random.PRNGKey(int(args["seed"]))
+    best = None
+    start_epoch = int(meta["epoch"])
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            # -- one epoch of training --
+            t_epoch = time.perf_counter()
+            first = int(meta["batch"]) if epoch == start_epoch else 0
+            if first == 0:
+                meta["loss_sum"], meta["loss_n"] = 0.0, 0
+            batches = data.train_batches(ds, imgsz=imgsz, batch_size=batch, seed=int(args["seed"]), epoch=epoch,
+                                         start_batch=first, aug=aug, process_index=proc, process_count=nproc,
+                                         cache=args["cache"], workers=int(args["workers"]))
+            pbar = tqdm(batches, total=nb, initial=first, desc=f"{epoch + 1}/{recipe.epochs}", disable=not main,
+                        dynamic_ncols=True, leave=True)
+            pending = []
+            lrs = [0.0, 0.0, 0.0]
+            for i, (images, labels) in enumerate(pbar, start=first):
+                ni = i + nb * epoch
+                lrs, mom, acc = recipe.batch_hparams(ni, epoch)
+                do_update = ni - int(meta["last_opt_step"]) >= acc
+                if do_update:
+                    meta["last_opt_step"] = ni
+                hp = np.array([*lrs, mom, float(do_update)], np.float32)
+                g_img, g_lab = parallel.global_batch(batch_sh, images, labels.astype(np.int32))
+                state, loss = step_fn(state, g_img, g_lab, hp, jax.random.fold_in(base_key, ni))
+                pending.append(loss)
+                if main and args["plots"] and ni < 3:
+                    from jaxyolo.utils.plots import plot_batch
+
+                    plot_batch(images, labels, ds.names, save_dir / f"train_batch{ni}.jpg")
+                k = int(args["checkpoint_every"])
+                save_now = stop["sigterm"] or (k > 0 and (ni + 1) % k == 0 and i + 1 < nb)
+                if len(pending) >= 10 or i == nb - 1 or save_now:
+                    vals = [float(v) for v in pending]  # the only host sync: every 10 batches
+                    pending.clear()
+                    if not all(math.isfinite(v) for v in vals):
+                        raise TrainingError(f"NaN/inf loss at epoch {epoch + 1}, batch {i + 1}: training diverged; "
+                                            f"lower lr0 (now {recipe.lr0}) or check the data. best.pt was not "
+                                            f"overwritten.")
+                    meta["loss_sum"] += sum(vals)
+                    meta["loss_n"] += len(vals)
+                    rate = (i + 1 - first) * batch / max(time.perf_counter() - t_epoch, 1e-9)
+                    pbar.set_postfix_str(f"loss={meta['loss_sum'] / meta['loss_n']:.4g} lr={lrs[0]:.3g} "
+                                         f"img/s={rate:.0f}")
+                if save_now:
+                    checkpoint(epoch, i + 1, ni + 1, force=stop["sigterm"])
+                    if stop["sigterm"]:
+                        ckpt.wait()
+                        LOGGER.warning(f"SIGTERM: checkpoint saved at epoch {epoch + 1}, batch {i + 1}; rerun the "
+                                       f"same command to resume")
+                        raise SystemExit(143)
+            pbar.close()
+            meta["train_time"] = float(meta["train_time"]) + time.perf_counter() - t_epoch
+
+            # -- validation on the EMA model, results.csv, weights --
+            ema_vars = jax.device_get(state.ema_variables()) if main else None
+            metrics = validate(module, state.ema_variables(), ds, val_split, imgsz, batch * 2, mesh,
+                               cache=args["cache"], workers=int(args["workers"]), evaluator=evaluator)
+            tloss = meta["loss_sum"] / max(meta["loss_n"], 1)
+            row = [epoch + 1, round(meta["train_time"], 3), tloss, metrics.top1, metrics.top5, metrics.loss, *lrs]
+            meta["history"].append(row)
+            LOGGER.info(f"{'':>11}{val_split}: {metrics.summary_line()}  val/loss {metrics.loss:.4f}")
+            improved = meta["best_fitness"] is None or metrics.fitness > meta["best_fitness"]
+            if improved:
+                meta["best_fitness"], meta["best_epoch"] = metrics.fitness, epoch
+                meta["patience_left"] = int(args["patience"])
+                best = metrics
+            else:
+                meta["patience_left"] = int(meta["patience_left"]) - 1
+            if main:
+                _write_csv(save_dir / "results.csv", meta["history"])
+                if writer is not None:
+                    with writer.as_default():
+                        import tensorflow as tf
+
+                        for key, v in zip(CSV_COLUMNS[2:], row[2:]):
+                            tf.summary.scalar(key, v, step=epoch + 1)
+                        writer.flush()
+                extra = {"epoch": epoch, "best_fitness": meta["best_fitness"],
+                         "train_metrics": {**metrics.results_dict, "val/loss": metrics.loss},
+                         "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
+                _save_weights(save_dir / "weights" / "last.pt", yolo, ema_vars, args, extra)
+                if improved:
+                    _save_weights(save_dir / "weights" / "best.pt", yolo, ema_vars, args, extra)
+                    if args["plots"]:
+                        from jaxyolo.utils.plots import plot_confusion_matrix
+
+                        plot_confusion_matrix(metrics.confusion_matrix, ds.names, save_dir)
+            checkpoint(epoch + 1, 0, nb * (epoch + 1))
+            if meta["patience_left"] <= 0:
+                LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
+                            f"{meta['best_epoch'] + 1}")
+                break
+    finally:
+        ckpt.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+    if main and args["plots"] and meta["history"]:
+        from jaxyolo.utils.plots import plot_results
+
+        plot_results(save_dir / "results.csv")
+    if best is None:  # resumed after the last epoch, or best came from before the restart: re-validate best.pt
+        best = metrics if "metrics" in locals() else ClassifyMetrics()
+    best.save_dir = save_dir
+    LOGGER.info(f"{recipe.epochs - start_epoch} epochs completed in {float(meta['train_time']) / 3600:.3f} hours. "
+                f"Results saved to {save_dir}; best weights {save_dir / 'weights' / 'best.pt'}")
+    return best
+
+
+def _tensorboard(save_dir: Path):
+    try:
+        import tensorflow as tf
+
+        return tf.summary.create_file_writer(str(save_dir))
+    except Exception as e:  # TensorBoard is a convenience: never fail a run over it
+        LOGGER.warning(f"TensorBoard logging disabled: {e}")
+        return None
+
+
+def _write_csv(path: Path, history: list) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in history:
+            w.writerow([r[0], *(f"{v:.6g}" if isinstance(v, float) else v for v in r[1:])])
+    tmp.replace(path)
+
+
+_warned_no_torch = False
+
+
+def _save_weights(path: Path, yolo, variables, args: dict, extra: dict) -> None:
+    """best.pt / last.pt in Ultralytics' format (needs torch, the `pt` extra); skipped with one warning without it."""
+    global _warned_no_torch
+    try:
+        from converters.torch_weights.save import save_pt
+    except ImportError as e:
+        if not _warned_no_torch:
+            LOGGER.warning(f"not writing {path.name}: {e} (install the 'pt' extra: pip install 'jaxyolo[pt]'); "
+                           f"the orbax checkpoints in {path.parent.parent / 'checkpoints'} hold the weights")
+            _warned_no_torch = True
+        return
+    imgsz = args["imgsz"]
+    train_args = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}, "task": "classify",
+                  "imgsz": imgsz if isinstance(imgsz, int) else list(imgsz)}
+    save_pt(path, yolo.module, variables, yolo.cfg, yolo.names, train_args=train_args, **extra)

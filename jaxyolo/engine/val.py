@@ -1,0 +1,78 @@
+"""Validation: top-1, top-5, loss, fitness and the confusion matrix, counting every image exactly once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from jaxyolo import parallel
+from jaxyolo.engine.steps import make_eval_step
+
+
+@dataclass
+class ClassifyMetrics:
+    """Ultralytics-compatible metrics: ``top1``, ``top5``, ``fitness``, ``confusion_matrix`` ([pred, true]), ``speed``."""
+
+    top1: float = 0.0
+    top5: float = 0.0
+    loss: float = 0.0
+    n: int = 0
+    confusion_matrix: np.ndarray | None = None
+    speed: dict = field(default_factory=dict)
+
+    @property
+    def fitness(self) -> float:
+        return (self.top1 + self.top5) / 2
+
+    @property
+    def results_dict(self) -> dict:
+        return {"metrics/accuracy_top1": self.top1, "metrics/accuracy_top5": self.top5, "fitness": self.fitness}
+
+    def summary_line(self) -> str:
+        return f"top1_acc {self.top1:.3f}  top5_acc {self.top5:.3f}  ({self.n} images)"
+
+
+class Evaluator:
+    """Compiles the eval step once for a model/mesh and evaluates variables on a dataset split."""
+
+    def __init__(self, module, nc: int, mesh=None, dtype=None):
+        import jax.numpy as jnp
+
+        self.mesh = mesh or parallel.make_mesh()
+        self.nc = nc
+        self.batch_sharding = parallel.data_sharding(self.mesh)
+        self._step = jax.jit(make_eval_step(module, nc, dtype or jnp.float32),
+                             out_shardings=parallel.replicated(self.mesh))
+
+    def __call__(self, variables, batches) -> ClassifyMetrics:
+        t0 = time.perf_counter()
+        tot = None
+        n_batches = 0
+        for images, labels, mask in batches:
+            imgs, labs, msk = parallel.global_batch(self.batch_sharding, images, labels, mask)
+            out = self._step(variables, imgs, labs, msk)
+            tot = out if tot is None else jax.tree.map(lambda a, b: a + b, tot, out)
+            n_batches += 1
+        if tot is None:
+            raise ValueError("validation split is empty")
+        tot = jax.tree.map(np.asarray, tot)
+        n = int(tot["n"])
+        dt = (time.perf_counter() - t0) * 1000 / max(n, 1)
+        return ClassifyMetrics(top1=float(tot["top1"] / n), top5=float(tot["top5"] / n), loss=float(tot["loss"] / n),
+                               n=n, confusion_matrix=tot["cm"], speed={"inference": dt})
+
+
+def validate(module, variables, ds, split: str, imgsz, batch: int, mesh=None, cache=False, workers: int = 0,
+             evaluator: Evaluator | None = None) -> ClassifyMetrics:
+    """Evaluate ``variables`` on ``split`` of a loaded dataset (global ``batch`` over all devices and hosts)."""
+    from jaxyolo import data
+
+    evaluator = evaluator or Evaluator(module, ds.nc, mesh)
+    n_dev = evaluator.mesh.devices.size
+    batch = max(n_dev, batch // n_dev * n_dev)
+    batches = data.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, process_index=jax.process_index(),
+                                process_count=jax.process_count(), cache=cache, workers=workers)
+    return evaluator(variables, batches)
