@@ -30,3 +30,18 @@ def get_cfg(overrides: dict | None = None) -> dict:
     overrides = dict(overrides or {})
     check_keys(overrides)
     return {**DEFAULT_CFG, **overrides}
+
+
+def smart_value(v: str):
+    """A command-line value as Ultralytics parses it: none/true/false, a Python literal, or the plain string."""
+    import ast
+
+    low = v.lower()
+    if low == "none":
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v

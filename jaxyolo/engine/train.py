@@ -231,6 +231,9 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
             ema_vars = jax.device_get(state.ema_variables()) if main else None
             metrics = validate(module, state.ema_variables(), ds, val_split, imgsz, batch * 2, mesh,
                                cache=args["cache"], workers=int(args["workers"]), evaluator=evaluator)
+            if not math.isfinite(metrics.loss):
+                raise TrainingError(f"NaN/inf validation loss at epoch {epoch + 1}: the EMA weights diverged; lower "
+                                    f"lr0 (now {recipe.lr0}) or check the data. best.pt was not overwritten.")
             tloss = meta["loss_sum"] / max(meta["loss_n"], 1)
             row = [epoch + 1, round(meta["train_time"], 3), tloss, metrics.top1, metrics.top5, metrics.loss, *lrs]
             meta["history"].append(row)
