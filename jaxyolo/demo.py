@@ -16,7 +16,7 @@ def main() -> None:
         digits = load_digits()
         imgs = (digits.images[:8] / 16.0 * 255).astype(np.uint8)  # 8x8 grey in [0, 16] -> uint8
         imgs = np.repeat(np.repeat(imgs, 4, axis=1), 4, axis=2)[..., None].repeat(3, axis=-1)  # 32x32 RGB
-        probs = model(imgs)
+        probs = model.forward(imgs)
         print(f"forward pass on {len(imgs)} real digits at 32x32 -> probabilities {probs.shape}, "
               f"rows sum to {probs.sum(1).round(4).tolist()[:3]}..., top-1 {probs.argmax(1).tolist()} "
               f"(untrained weights; labels {digits.target[:8].tolist()})")

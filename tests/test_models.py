@@ -99,7 +99,7 @@ def y11n10():
 def test_output_shape_and_probabilities(which, hw, request):
     m = request.getfixturevalue(which)
     x = np.random.default_rng(0).random((2, *hw, 3), dtype=np.float32)
-    probs = m(x)
+    probs = m.forward(x)
     assert probs.shape == (2, 10)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert (probs >= 0).all()

@@ -212,7 +212,7 @@ def test_trained_checkpoint_matches_ultralytics_predict(trained):
     x = torch.cat(seen)[-6:].numpy().transpose(0, 2, 3, 1)  # exactly Ultralytics' preprocessed batch, NHWC
     assert x.shape == (6, IMGSZ, IMGSZ, 3)
     ref = np.stack([r.probs.data.numpy() for r in results])
-    ours = y(x)
+    ours = y.forward(x)
     assert np.abs(ours - ref).max() <= 1e-4
     assert [results[i].names[int(ref[i].argmax())] for i in range(6)] == [y.names[int(k)] for k in ours.argmax(1)]
 
@@ -267,7 +267,7 @@ def test_legacy_nc512_checkpoint(tmp_path):
     assert u.names == names and u.overrides["imgsz"] == IMGSZ
     p = torch_probs(u.model, x)
     assert np.abs(p[0] - p[1]).max() > 1e-3
-    assert np.abs(y(x) - p).max() <= 1e-4
+    assert np.abs(y.forward(x) - p).max() <= 1e-4
 
 
 def test_mismatched_tensors_are_refused_with_the_keys(tmp_path):

@@ -3,6 +3,8 @@
 Format module contract (``converters/export/<module>.py``):
     export(yolo, out: Path, *, imgsz: tuple[int, int], batch: int, meta: dict, **fmt_args) -> None
         writes the artifact at ``out`` (a file or directory path that does not exist yet; ``core`` makes it atomic)
+        A module whose ``export`` also takes ``final`` gets the artifact's final path (to place side outputs next to
+        it, e.g. Edge TPU's int8 input model).
     load(path: Path) -> Backend
         an inference object (see jaxyolo/engine/backends.py) reading names/imgsz from the artifact's metadata
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import shutil
@@ -65,12 +68,12 @@ def atomic_output(final: Path):
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def output_path(yolo, fmt, out_dir: Path | None = None) -> Path:
+def output_path(yolo, fmt, out_dir: Path | None = None, args: dict | None = None) -> Path:
     src = getattr(yolo, "ckpt_path", None) or str(yolo.cfg.get("yaml_file", "model.yaml"))
     src = Path(src)
     stem = src.stem
     base = out_dir or (src.parent if getattr(yolo, "ckpt_path", None) else Path.cwd())
-    return Path(base) / f"{stem}{fmt.suffix}"
+    return Path(base) / f"{stem}{fmt.suffix_for(args)}"
 
 
 def export(yolo, format: str = "torchscript", *, imgsz=None, batch: int = 1, out_dir=None, **kw) -> str:
@@ -83,11 +86,12 @@ def export(yolo, format: str = "torchscript", *, imgsz=None, batch: int = 1, out
     if int(batch) < 1:
         raise ExportError(f"batch={batch} must be a positive integer")
     mod = importlib.import_module(f"converters.export.{fmt.module}")
-    final = output_path(yolo, fmt, Path(out_dir) if out_dir else None)
     args = {k: v for k, v in kw.items() if k in fmt.args}
+    final = output_path(yolo, fmt, Path(out_dir) if out_dir else None, args)
     meta = build_metadata(yolo, size, int(batch), {"batch": int(batch), **args})
     LOGGER.info(f"Exporting {final.name} ({fmt.name}) at imgsz={list(size)}, batch={batch} ...")
+    extra = {"final": final} if "final" in inspect.signature(mod.export).parameters else {}  # side outputs' folder
     with atomic_output(final) as tmp:
-        mod.export(yolo, tmp, imgsz=size, batch=int(batch), meta=meta, **args)
+        mod.export(yolo, tmp, imgsz=size, batch=int(batch), meta=meta, **args, **extra)
     LOGGER.info(f"Exported {final}")
     return str(final)

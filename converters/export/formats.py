@@ -16,6 +16,11 @@ class Format:
     module: str  # converters.export.<module>
     args: tuple[str, ...]  # export arguments the format accepts
     extra: str  # the pip extra that installs its back-end
+    variants: tuple[tuple[str, str], ...] = ()  # (arg, suffix): the suffix when that arg is set (first match wins)
+
+    def suffix_for(self, args: dict | None = None) -> str:
+        """The output suffix for these export arguments (e.g. tflite: int8 -> '_int8.tflite')."""
+        return next((s for a, s in self.variants if (args or {}).get(a)), self.suffix)
 
     @property
     def is_dir(self) -> bool:
@@ -32,7 +37,8 @@ FORMATS = [
     Format("CoreML", "coreml", ".mlpackage", "coreml", ("imgsz", "half", "int8"), "export"),
     Format("TF SavedModel", "saved_model", "_saved_model", "saved_model", ("imgsz", "batch", "int8", "data"), "tf"),
     Format("TF GraphDef", "pb", ".pb", "pb", ("imgsz", "batch"), "tf"),
-    Format("TF Lite", "tflite", "_float32.tflite", "tflite", ("imgsz", "half", "int8", "data"), "tf"),
+    Format("TF Lite", "tflite", "_float32.tflite", "tflite", ("imgsz", "half", "int8", "data"), "tf",
+           (("int8", "_int8.tflite"), ("half", "_float16.tflite"))),
     Format("TF Edge TPU", "edgetpu", "_edgetpu.tflite", "edgetpu", ("imgsz", "data"), "tf"),
     Format("TF.js", "tfjs", "_web_model", "tfjs", ("imgsz",), "tfjs"),
     Format("PaddlePaddle", "paddle", "_paddle_model", "paddle", ("imgsz", "batch"), "paddle"),
@@ -54,6 +60,6 @@ def format_for_path(path: str) -> Format | None:
     """Which format an artifact path is (for inference on exported models), by its name."""
     p = str(path).rstrip("/")
     for f in sorted(FORMATS, key=lambda f: -len(f.suffix)):
-        if p.endswith(f.suffix) or (f.arg == "tflite" and p.endswith(".tflite")):
+        if p.endswith(f.suffix):
             return f
-    return None
+    return BY_ARG["tflite"] if p.endswith(".tflite") else None  # '_float16.tflite', '_int8.tflite', any other .tflite

@@ -1,7 +1,9 @@
-"""The ``YOLO`` facade: build or load a classification model and use it the way Ultralytics' ``YOLO`` is used."""
+"""The ``YOLO`` facade: build or load a classification model and use it the way Ultralytics' ``YOLO`` is used:
+``train``, ``val``, ``predict`` (``model(source)``), ``export``, ``save``, ``info``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import numpy as np
 
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.summary import model_info
+
+LOGGER = logging.getLogger("jaxyolo")
 
 
 def display_name(cfg: dict) -> str:
@@ -25,11 +29,71 @@ def init_variables(module: ClassificationModel, seed: int = 0, ch: int = 3) -> d
     return jax.jit(lambda k: module.init(k, x))(jax.random.PRNGKey(seed))
 
 
-class YOLO:
-    """A YOLO classification model: ``YOLO('yolov8n-cls.yaml')`` builds and initialises one.
+_HEAD_TASKS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Pose": "pose", "OBB": "obb",
+               "WorldDetect": "detect", "RTDETRDecoder": "detect", "YOLOEDetect": "detect", "YOLOESegment": "segment"}
 
-    Attributes: ``module`` (the Flax module), ``variables`` (``{'params', 'batch_stats'}``), ``cfg`` (the model dict),
-    ``names`` (class index -> name), ``task`` (always ``'classify'``), ``overrides`` (e.g. the training ``imgsz``).
+
+def _check_yaml_is_classifier(cfg: dict, path: str) -> None:
+    """Refuse a detection/segmentation/pose YAML with a clear message (before the layer parser trips over SPPF)."""
+    head = cfg.get("head") or []
+    last = head[-1] if head and isinstance(head[-1], (list, tuple)) and len(head[-1]) >= 3 else None
+    module = str(last[2]).rsplit(".", 1)[-1] if last else None
+    if module and module != "Classify":
+        task = _HEAD_TASKS.get(module, "non-classification")
+        raise ValueError(f"{path}: a {task} model YAML (its head is {module}, not Classify); jaxyolo supports only "
+                         f"classification models such as yolov8n-cls.yaml / yolo11n-cls.yaml")
+
+
+def find_orbax(path: Path) -> tuple[Path, int] | None:
+    """``(checkpoints_dir, step)`` when ``path`` is a run directory with ``checkpoints/``, a ``checkpoints/`` folder
+    (newest step) or one step's folder; else None."""
+    path = Path(path)
+    if (path / "state").is_dir() and path.name.isdigit():
+        return path.parent, int(path.name)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        return None
+    steps = [int(d.name) for d in path.iterdir() if d.name.isdigit() and (d / "state").is_dir()]
+    return (path, max(steps)) if steps else None
+
+
+def restore_ema(ckpt_dir: Path, step: int) -> dict:
+    """The EMA ``{'params', 'batch_stats'}`` of one orbax train-state checkpoint, as numpy (nothing else is read)."""
+    import orbax.checkpoint as ocp
+
+    state_dir = Path(ckpt_dir).absolute() / str(step) / "state"
+    ck = ocp.PyTreeCheckpointer()
+    tree = ck.metadata(state_dir).item_metadata.tree
+    if not isinstance(tree, dict) or "ema" not in tree:
+        raise ValueError(f"{state_dir}: not a jaxyolo train-state checkpoint (no 'ema' entry)")
+    sub = {"ema": tree["ema"]}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), sub)
+    out = ck.restore(state_dir, args=ocp.args.PyTreeRestore(item=sub, restore_args=restore_args,
+                                                            partial_restore=True))
+    ema = out["ema"]
+    return {"params": ema["params"], "batch_stats": ema["batch_stats"]}
+
+
+def _shapes(tree) -> dict:
+    import flax
+
+    return {k: tuple(np.shape(v)) for k, v in flax.traverse_util.flatten_dict(tree).items()}
+
+
+class YOLO:
+    """A YOLO classification model used the way Ultralytics' ``YOLO`` is used.
+
+    ``YOLO(model)`` accepts a model YAML (``'yolov8n-cls.yaml'``: built and initialised), an Ultralytics/jaxyolo
+    classification ``.pt``, a training run directory (its ``weights/best.pt``), an orbax checkpoint folder (a run's
+    ``checkpoints/``: the EMA weights of the newest step) or an exported model (``'best.onnx'``,
+    ``'best_openvino_model/'``, ...: inference only).
+
+    Methods: ``train(**kw)``, ``val(**kw)``, ``predict(source, **kw)`` (also ``model(source)``), ``export(format,
+    **kw)``, ``save(path)``, ``load(weights)``, ``info()``, ``forward(nhwc_batch)`` (probabilities of a batch).
+    Attributes: ``module`` / ``model`` (the Flax module), ``variables``, ``cfg``, ``names``, ``task``
+    (``'classify'``), ``overrides`` (remembered ``imgsz`` / ``data``), ``ckpt`` / ``ckpt_path``, ``backend``
+    (exported models), ``metrics`` (of the last train/val).
     """
 
     task = "classify"
@@ -37,31 +101,184 @@ class YOLO:
     def __init__(self, model: str | Path = "yolov8n-cls.yaml", task: str | None = None, verbose: bool = False,
                  nc: int | None = None, seed: int = 0):
         if task not in (None, "classify"):
-            raise ValueError(f"task={task!r}: jaxyolo supports only task='classify'")
-        path = str(model)
-        self.ckpt_path: str | None = None
-        self.overrides: dict[str, Any] = {}
-        if path.endswith((".yaml", ".yml")):
-            self.module, self.cfg = build_model(path, nc=nc)
-            self.variables = init_variables(self.module, seed, self.cfg["channels"])
-            self.names = {i: str(i) for i in range(self.module.nc)}
-            self.overrides["imgsz"] = 224  # Ultralytics' classification default
-        elif path.endswith(".pt"):
-            from converters.torch_weights.load import load_pt
+            from jaxyolo.cli import not_classify_message
 
-            self.module, self.variables, meta = load_pt(path)
-            if nc is not None and nc != self.module.nc:
-                raise ValueError(f"{path}: the checkpoint has nc={self.module.nc}, not nc={nc}; to fine-tune with "
-                                 f"another class count use YOLO('<model>.yaml', nc={nc}).load('{path}')")
-            self.cfg, self.names, self.ckpt = meta["cfg"], meta["names"], meta
-            self.overrides["imgsz"] = meta["imgsz"]
-            self.ckpt_path = str(model)
-        else:
-            raise ValueError(f"{path}: unsupported model source; expected a model YAML such as 'yolov8n-cls.yaml' "
-                             f"or an Ultralytics classification checkpoint such as 'yolov8n-cls.pt'")
+            raise ValueError(not_classify_message(task))
+        self.ckpt_path: str | None = None
+        self.ckpt: dict | None = None
+        self.overrides: dict[str, Any] = {}
+        self.backend = None
+        self.metrics = None
+        self.source = str(model)  # what this model was made from (train() starts from it)
+        self.kind = ""  # 'yaml', 'pt', 'orbax' or 'exported'
+        self.pretrained: str | None = None  # a .pt whose weights .load() transferred (train() passes it on)
         self._forward = None
+        self._runner = None
+        self._open(model, nc, seed)
         if verbose:
             self.info()
+
+    # ------------------------------------------------------------------------------------------------ loading
+
+    def _open(self, model, nc, seed) -> None:
+        from converters.export.formats import format_for_path
+
+        path = str(model)
+        p = Path(path).expanduser()
+        if path.endswith((".yaml", ".yml")):
+            return self._new(path, nc, seed)
+        if p.is_dir():
+            if (p / "weights" / "best.pt").is_file():
+                return self._load_pt(p / "weights" / "best.pt", nc)
+            found = find_orbax(p)
+            if found is not None:
+                return self._load_orbax(*found)
+            if format_for_path(path) is not None:
+                return self._load_exported(path)
+            raise ValueError(f"{path}: a directory, but not a run directory (no weights/best.pt or checkpoints/), an "
+                             f"orbax checkpoint folder or an exported model folder (*_saved_model, *_openvino_model, "
+                             f"...)")
+        if path.endswith(".pt"):
+            if not p.is_file():
+                stem = p.stem
+                hint = (f"; to start from scratch build it from its YAML: YOLO('{stem}.yaml')"
+                        if stem.endswith("-cls") else "")
+                raise FileNotFoundError(f"{path} not found: jaxyolo works offline and cannot download pretrained "
+                                        f"weights; pass the path of a local .pt{hint}")
+            return self._load_pt(p, nc)
+        if format_for_path(path) is not None:
+            return self._load_exported(path)
+        if not p.exists():
+            raise FileNotFoundError(f"{path}: no such model file or directory (expected a model YAML, a .pt, a run "
+                                    f"directory, an orbax checkpoint or an exported model)")
+        raise ValueError(f"{path}: unsupported model source; expected a model YAML such as 'yolov8n-cls.yaml', a "
+                         f"classification checkpoint such as 'best.pt', a run directory, an orbax checkpoint or an "
+                         f"exported model (.onnx, .torchscript, _openvino_model/, ...)")
+
+    def _new(self, path: str, nc, seed) -> None:
+        from jaxyolo.nn.build import load_model_yaml
+
+        cfg = load_model_yaml(path)
+        _check_yaml_is_classifier(cfg, path)
+        self.module, self.cfg = build_model(cfg, nc=nc)
+        self.variables = init_variables(self.module, seed, self.cfg["channels"])
+        self.names = {i: str(i) for i in range(self.module.nc)}
+        self.overrides = {"imgsz": 224}  # Ultralytics' classification default
+        self.kind = "yaml"
+
+    def _load_pt(self, path, nc=None) -> None:
+        from converters.torch_weights.load import load_pt
+
+        self.module, self.variables, meta = load_pt(path)
+        if nc is not None and nc != self.module.nc:
+            raise ValueError(f"{path}: the checkpoint has nc={self.module.nc}, not nc={nc}; to fine-tune with "
+                             f"another class count use YOLO('<model>.yaml', nc={nc}).load('{path}')")
+        self.cfg, self.names, self.ckpt = meta["cfg"], meta["names"], meta
+        ta = meta.get("train_args") or {}
+        self.overrides = {"imgsz": meta["imgsz"]}
+        if ta.get("data"):
+            self.overrides["data"] = ta["data"]
+        self.ckpt_path = str(path)
+        self.source = str(path)
+        self.kind = "pt"
+        self._forward = self._runner = None
+
+    def _load_orbax(self, ckpt_dir: Path, step: int) -> None:
+        import yaml
+
+        from jaxyolo.nn.build import build_model as build
+
+        ema = restore_ema(ckpt_dir, step)
+        run = Path(ckpt_dir).parent
+        args = {}
+        if (run / "args.yaml").is_file():
+            args = yaml.safe_load((run / "args.yaml").read_text()) or {}
+        heads = [k for k, v in ema["params"].items() if isinstance(v, dict) and "linear" in v]
+        if not heads:
+            raise ValueError(f"{ckpt_dir}: the checkpoint has no Classify head (no 'linear' layer)")
+        nc = int(np.shape(ema["params"][heads[0]]["linear"]["kernel"])[1])
+        src = str(args.get("model") or "yolov8n-cls.yaml")
+        want = _shapes(ema)
+        candidates = []
+        if src.endswith(".pt") and Path(src).is_file():
+            from converters.torch_weights.load import load_pt
+
+            _, _, meta = load_pt(src)
+            candidates = [(meta["cfg"], legacy) for legacy in (meta["legacy_nc_width"], not meta["legacy_nc_width"])]
+        elif src.endswith((".yaml", ".yml")):
+            candidates = [(src, False), (src, True)]
+        module = cfg = None
+        for c, legacy in candidates:
+            m, cf = build(c, nc=nc, legacy_nc_width=legacy)
+            shapes = jax.eval_shape(lambda k, m=m, cf=cf: m.init(k, jnp.zeros((1, 32, 32, cf["channels"]))),
+                                    jax.ShapeDtypeStruct((2,), jnp.uint32))
+            if _shapes({"params": shapes["params"], "batch_stats": shapes["batch_stats"]}) == want:
+                module, cfg = m, cf
+                break
+        if module is None:
+            raise ValueError(f"{ckpt_dir}: cannot rebuild the architecture of this checkpoint (args.yaml model="
+                             f"{src!r} does not match the stored weights)")
+        self.module, self.cfg = module, cfg
+        self.variables = jax.tree.map(jnp.asarray, ema)
+        self.names = self._orbax_names(run, args, nc)
+        self.overrides = {"imgsz": args.get("imgsz", 224)}
+        if args.get("data"):
+            self.overrides["data"] = args["data"]
+        if isinstance(self.overrides["imgsz"], list):
+            self.overrides["imgsz"] = tuple(self.overrides["imgsz"])
+        self.ckpt = {"train_args": args, "orbax": str(ckpt_dir), "step": step}
+        self.ckpt_path = None
+        self.source = str(ckpt_dir / str(step))
+        self.kind = "orbax"
+        self._forward = self._runner = None
+
+    @staticmethod
+    def _orbax_names(run: Path, args: dict, nc: int) -> dict:
+        for w in ("last.pt", "best.pt"):
+            f = run / "weights" / w
+            if f.is_file():
+                try:
+                    from converters.torch_weights.load import read_model_state
+
+                    _, m, _ = read_model_state(f)
+                    names = m.__dict__.get("names")
+                    if isinstance(names, (list, tuple)):
+                        names = dict(enumerate(names))
+                    if isinstance(names, dict) and len(names) == nc:
+                        return {int(k): str(v) for k, v in names.items()}
+                except Exception:  # noqa: BLE001 - names are a convenience; fall through
+                    pass
+        if args.get("data"):
+            try:
+                from jaxyolo.data import load_dataset
+
+                ds = load_dataset(str(args["data"]), data_dir=args.get("data_dir"))
+                if ds.nc == nc:
+                    return dict(ds.names)
+            except Exception:  # noqa: BLE001
+                pass
+        return {i: str(i) for i in range(nc)}
+
+    def _load_exported(self, path: str) -> None:
+        from jaxyolo.engine.backends import load_backend
+
+        self.backend = load_backend(path)
+        self.module = self.variables = None
+        self.cfg = {"yaml_file": str(path), "channels": 3}
+        self.names = dict(self.backend.names)
+        h, w = self.backend.imgsz
+        self.overrides = {"imgsz": h if h == w else (h, w)}
+        meta = self.backend.meta or {}
+        data = meta.get("data") or (meta.get("args") or {}).get("data")
+        if not data:  # jaxyolo's export metadata names the training data in its description
+            import re
+
+            m = re.search(r" trained on (.+)$", str(meta.get("description", "")))
+            data = m.group(1) if m else None
+        if data:
+            self.overrides["data"] = data
+        self.ckpt_path = str(path)
+        self.kind = "exported"
 
     def load(self, weights: str | Path, verbose: bool = True) -> "YOLO":
         """Transfer weights from an Ultralytics ``.pt`` checkpoint, like Ultralytics' ``YOLO('x.yaml').load('x.pt')``.
@@ -74,6 +291,7 @@ class YOLO:
 
         from converters.torch_weights.load import load_pt
 
+        self._require_jax("load weights into")
         _, src_vars, meta = load_pt(weights)
         src = flax.traverse_util.flatten_dict(jax.device_get(src_vars))
         dst = flax.traverse_util.flatten_dict(jax.device_get(self.variables))
@@ -95,7 +313,8 @@ class YOLO:
         if n == len(dst) and self.names == {i: str(i) for i in range(self.nc)} and len(meta["names"]) == self.nc:
             self.names = dict(meta["names"])
         self.ckpt_path = str(weights)
-        self._forward = None
+        self.pretrained = str(weights)
+        self._forward = self._runner = None
         if verbose:
             print(f"Transferred {n}/{len(dst)} items from pretrained weights")
         return self
@@ -104,33 +323,251 @@ class YOLO:
         """Write an Ultralytics-loadable classification checkpoint (``ultralytics.YOLO(path)`` loads and predicts)."""
         from converters.torch_weights.save import save_pt
 
+        self._require_jax("save")
         ckpt = getattr(self, "ckpt", None) or {}
-        train_args = {**ckpt.get("train_args", {}), "imgsz": self.overrides.get("imgsz", 224)}
+        imgsz = self.overrides.get("imgsz", 224)
+        train_args = {**ckpt.get("train_args", {}), "imgsz": list(imgsz) if isinstance(imgsz, tuple) else imgsz}
         return save_pt(path, self.module, self.variables, self.cfg, self.names, train_args=train_args, half=half,
                        **extra)
 
     @property
     def nc(self) -> int:
-        return self.module.nc
+        return len(self.names) if self.module is None else self.module.nc
+
+    @property
+    def model(self):
+        """The Flax module (Ultralytics' ``YOLO.model`` is the torch module); None for an exported model."""
+        return self.module
+
+    def _require_jax(self, what: str) -> None:
+        if self.backend is not None:
+            raise ValueError(f"{self.ckpt_path}: an exported ({self.backend.fmt}) model can predict and validate but "
+                             f"not {what}; use the .pt or run directory it was exported from")
 
     def info(self, detailed: bool = False, verbose: bool = True, imgsz=640):
         """Print the model summary (layers, parameters, GFLOPs at ``imgsz``, 640 like Ultralytics by default)."""
+        if self.backend is not None:
+            line = (f"{self.ckpt_path}: exported {self.backend.fmt} model, {self.nc} classes, imgsz "
+                    f"{list(self.backend.imgsz)}, batch {self.backend.batch or 'dynamic'}")
+            if verbose:
+                print(line)
+            return line
         return model_info(display_name(self.cfg), self.module, self.variables, imgsz, self.cfg["channels"],
                           detailed=detailed, verbose=verbose)
 
     def forward(self, images) -> np.ndarray:
-        """Class probabilities ``(B, nc)`` for a batch of NHWC RGB images: uint8 in [0, 255] or float in [0, 1]."""
+        """Class probabilities ``(B, nc)`` for a batch of NHWC RGB images: uint8 in [0, 255] or float in [0, 1].
+
+        (Ultralytics-style ``model(source)`` is ``predict``; this is the plain batch function.)"""
         x = np.asarray(images)
         if x.ndim == 3:
             x = x[None]
-        if x.ndim != 4 or x.shape[-1] != self.cfg["channels"]:
-            raise ValueError(f"expected images shaped (B, H, W, {self.cfg['channels']}) (NHWC), got {x.shape}")
+        ch = self.cfg.get("channels", 3)
+        if x.ndim != 4 or x.shape[-1] != ch:
+            raise ValueError(f"expected images shaped (B, H, W, {ch}) (NHWC), got {x.shape}")
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        if self.backend is not None:
+            return np.asarray(self.backend(x.transpose(0, 3, 1, 2)), dtype=np.float32)
         if self._forward is None:
             self._forward = jax.jit(lambda v, a: self.module.apply(v, a, train=False))
         return np.asarray(self._forward(self.variables, x))
 
-    __call__ = forward
+    # ------------------------------------------------------------------------------------------------ modes
+
+    def _args(self, kw: dict) -> dict:
+        from jaxyolo.cli import check_args, load_cfg_file
+
+        kw = dict(kw)
+        cfg_file = kw.pop("cfg", None)
+        if cfg_file:
+            kw = {**load_cfg_file(str(cfg_file)), **kw}
+        if isinstance(kw.get("imgsz"), list):
+            kw["imgsz"] = tuple(kw["imgsz"])
+        return check_args(kw)
+
+    def train(self, **kwargs):
+        """Train from this model (its YAML, its .pt, or the weights loaded with ``.load()``) with Ultralytics'
+        arguments; afterwards this object holds the run's ``best.pt`` (like Ultralytics). Returns the
+        ``ClassifyMetrics`` of the best epoch (``metrics.save_dir`` is the run directory)."""
+        from jaxyolo.engine.predict import ensure_logging
+        from jaxyolo.engine.train import train as run_training
+
+        self._require_jax("train")
+        args = self._args(kwargs)
+        args.pop("mode", None)
+        ensure_logging(bool(args.get("verbose", True)))
+        if "data" not in args:
+            LOGGER.info("data= not given: training on data=digits, the embedded offline dataset (Ultralytics would "
+                        "download imagenet10)")
+            args["data"] = "digits"
+        if "imgsz" not in args and self.kind != "yaml" and self.overrides.get("imgsz"):
+            args["imgsz"] = self.overrides["imgsz"]  # a checkpoint's training size, as Ultralytics keeps it
+        tmp = None
+        if "model" not in args:
+            if self.kind == "yaml":
+                args["model"] = self.source
+                if getattr(self, "pretrained", None) and args.get("pretrained", True) is True:
+                    args["pretrained"] = self.pretrained  # YOLO('x.yaml').load('x.pt') == model=x.yaml pretrained=x.pt
+            elif self.kind == "pt":
+                args["model"] = self.ckpt_path
+            else:  # orbax weights: hand them to the trainer as a .pt
+                import tempfile
+
+                tmp = Path(tempfile.mkdtemp(prefix="jaxyolo_")) / "start.pt"
+                self.save(tmp, half=False)
+                args["model"] = str(tmp)
+        try:
+            metrics = run_training(args)
+        finally:
+            if tmp is not None:
+                import shutil
+
+                shutil.rmtree(tmp.parent, ignore_errors=True)
+        save_dir = Path(metrics.save_dir)
+        best = save_dir / "weights" / "best.pt"
+        if best.is_file():
+            self._load_pt(best)
+        elif find_orbax(save_dir) is not None:
+            self._load_orbax(*find_orbax(save_dir))
+        self.pretrained = None
+        self.metrics = metrics
+        return metrics
+
+    def val(self, **kwargs):
+        """Validate on ``data`` (default: the dataset this model was trained on) at ``imgsz`` (default: its training
+        size); ``split='val'`` (or 'test'), ``batch=16``. Returns ``ClassifyMetrics`` (``top1``, ``top5``, ...)."""
+        from jaxyolo import data as jdata
+        from jaxyolo.cfg import DEFAULT_CFG
+        from jaxyolo.engine.predict import ensure_logging
+
+        args = self._args(kwargs)
+        verbose = bool(args.get("verbose", True))
+        ensure_logging(verbose)
+        dataset = args.get("data") or self.overrides.get("data")
+        if not dataset:
+            LOGGER.info("data= not given and the model remembers none: validating on data=digits")
+            dataset = "digits"
+        imgsz = args.get("imgsz") or self.overrides.get("imgsz") or 224
+        if self.backend is not None:
+            imgsz = self._backend_imgsz(imgsz)
+        batch = int(args.get("batch") or DEFAULT_CFG["batch"])
+        ds = jdata.load_dataset(str(dataset), data_dir=args.get("data_dir"))
+        split = ds.resolve_split(str(args.get("split") or "val"))
+        if ds.nc != self.nc:
+            raise ValueError(f"the model has {self.nc} classes but dataset {dataset!r} has {ds.nc}; validate on the "
+                             f"dataset the model was trained on")
+        if self.backend is not None:
+            metrics = self._val_exported(ds, split, imgsz, batch, args)
+        else:
+            from jaxyolo.engine.val import validate
+
+            metrics = validate(self.module, self.variables, ds, split, imgsz, batch, cache=args.get("cache", False),
+                               workers=int(args.get("workers", DEFAULT_CFG["workers"])))
+        if verbose:
+            LOGGER.info(f"{'classes':>22}{'top1_acc':>11}{'top5_acc':>11}")
+            LOGGER.info(f"{'all':>22}{metrics.top1:>11.3g}{metrics.top5:>11.3g}")
+            LOGGER.info(f"{ds.source} {split}: {metrics.n} images, imgsz={imgsz}; top1 {metrics.top1:.6g}, top5 "
+                        f"{metrics.top5:.6g}, loss {metrics.loss:.6g}; "
+                        f"Speed: {metrics.speed.get('inference', 0.0):.1f}ms per image")
+        self.metrics = metrics
+        return metrics
+
+    def _val_exported(self, ds, split, imgsz, batch, args):
+        import time
+
+        from jaxyolo import data as jdata
+        from jaxyolo.engine.predict import BackendRunner
+        from jaxyolo.engine.val import ClassifyMetrics
+
+        runner = self._get_runner()
+        assert isinstance(runner, BackendRunner)
+        nc = self.nc
+        cm = np.zeros((nc, nc), np.int64)
+        top1 = top5 = 0
+        loss = 0.0
+        n = 0
+        t0 = time.perf_counter()
+        batches = jdata.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, cache=args.get("cache", False),
+                                     workers=int(args.get("workers", 0)))
+        for images, labels, mask in batches:
+            m = np.asarray(mask, bool)
+            if not m.any():
+                continue
+            p = runner(np.asarray(images)[m])
+            y = np.asarray(labels)[m].astype(np.int64)
+            order = np.argsort(-p, axis=1, kind="stable")[:, :5]
+            top1 += int((order[:, 0] == y).sum())
+            top5 += int((order == y[:, None]).any(1).sum())
+            loss += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).sum())
+            np.add.at(cm, (order[:, 0], y), 1)
+            n += len(y)
+        if n == 0:
+            raise ValueError(f"{ds.source}: the {split} split is empty")
+        dt = (time.perf_counter() - t0) * 1000 / n
+        return ClassifyMetrics(top1=top1 / n, top5=top5 / n, loss=loss / n, n=n, confusion_matrix=cm,
+                               speed={"inference": dt})
+
+    def _backend_imgsz(self, imgsz):
+        from jaxyolo.engine.predict import parse_imgsz
+
+        fixed = tuple(self.backend.imgsz)
+        want = parse_imgsz(imgsz)
+        if want != fixed and not (self.backend.meta or {}).get("dynamic"):
+            LOGGER.warning(f"WARNING: imgsz={list(want)} differs from the exported model's input {list(fixed)}; "
+                           f"using {list(fixed)}")
+            want = fixed
+        return want[0] if want[0] == want[1] else want
+
+    def _get_runner(self):
+        from jaxyolo.engine.predict import BackendRunner, JaxRunner
+
+        if self._runner is None:
+            self._runner = BackendRunner(self.backend) if self.backend is not None else JaxRunner(self.module,
+                                                                                                  self.variables)
+        return self._runner
+
+    def predict(self, source=None, stream: bool = False, **kwargs):
+        """Classify ``source`` (image path, folder, glob, list, ``.txt`` list, numpy BGR array, PIL image, video).
+
+        Returns a list of ``Results`` (a generator with ``stream=True``). ``imgsz`` defaults to the training size,
+        ``batch`` to 16; ``save=True`` writes annotated images to runs/classify/predict[-N], ``save_txt=True``
+        ``labels/<image>.txt`` (the top-5 as ``"<conf> <name>"`` lines), ``verbose=False`` silences the per-image
+        lines."""
+        from jaxyolo.engine import predict as P
+
+        args = self._args(kwargs)
+        if source is None:
+            source = args.get("source")
+        imgsz = args.get("imgsz") or self.overrides.get("imgsz") or 224
+        if self.backend is not None:
+            imgsz = self._backend_imgsz(imgsz)
+        it = P.predict(self._get_runner(), self.names, source, imgsz=imgsz, batch=int(args.get("batch") or 16),
+                       save=bool(args.get("save", False)), save_txt=bool(args.get("save_txt", False)),
+                       save_conf=bool(args.get("save_conf", False)), project=args.get("project"),
+                       name=args.get("name"), exist_ok=bool(args.get("exist_ok", False)),
+                       verbose=bool(args.get("verbose", True)), vid_stride=int(args.get("vid_stride", 1)),
+                       show=bool(args.get("show", False)))
+        return it if stream else list(it)
+
+    def __call__(self, source=None, stream: bool = False, **kwargs):
+        """``model(source, **kw)`` = ``model.predict(source, **kw)``, as in Ultralytics."""
+        return self.predict(source, stream=stream, **kwargs)
+
+    def export(self, format: str = "torchscript", **kwargs) -> str:
+        """Export to ``format`` (Ultralytics' names: torchscript, onnx, openvino, engine, coreml, saved_model, pb,
+        tflite, edgetpu, tfjs, paddle, ncnn); returns the output path. ``imgsz`` defaults to the training size."""
+        from converters.export.core import export as run_export
+
+        self._require_jax("export")
+        args = self._args(kwargs)
+        fmt = args.pop("format", None) or format
+        imgsz = args.pop("imgsz", None)
+        batch = int(args.pop("batch", None) or 1)
+        keep = ("half", "int8", "dynamic", "simplify", "opset", "workspace", "optimize", "keras", "nms", "data")
+        extra = {k: args[k] for k in keep if k in args}
+        return run_export(self, fmt, imgsz=imgsz, batch=batch, **extra)
 
     def __repr__(self) -> str:
+        if self.backend is not None:
+            return f"YOLO({self.ckpt_path}, exported {self.backend.fmt}, nc={self.nc}, task={self.task})"
         return f"YOLO({display_name(self.cfg)}, nc={self.nc}, task={self.task})"

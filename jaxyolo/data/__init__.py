@@ -1,0 +1,102 @@
+"""jaxyolo input pipeline: datasets (image folders, embedded digits, TFDS) and tf.data batches.
+
+Public API::
+
+    ds = load_dataset('path/to/root' | 'digits' | 'tfds:<name>[:<version>]', data_dir=None, fraction=1.0)
+    for images, labels in train_batches(ds, imgsz=224, batch_size=64, seed=0, epoch=e, aug=cfg): ...
+    for images, labels, mask in eval_batches(ds, 'val', imgsz=224, batch_size=64): ...
+    num_train_batches(ds, 64)
+    eval_transform_np(img_rgb_uint8_hwc, 224)     # host-side predict preprocessing (same ops as eval)
+
+Images are uint8 NHWC RGB (the model divides by 255), labels int32, masks bool. ``batch_size`` is global; each host
+gets ``batch_size // process_count``. See ``folders``, ``digits``, ``tfds_source``, ``transforms`` and ``pipeline``
+for the details of each part.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "SplitRecords",
+    "load_dataset",
+    "train_batches",
+    "eval_batches",
+    "num_train_batches",
+    "eval_transform_np",
+    "sample_crop_boxes",
+]
+
+
+def _apply_fraction(ds: Dataset, fraction: float) -> Dataset:
+    """Keep ``round(n * fraction)`` training images, evenly spaced over the (class-ordered) list, as Ultralytics."""
+    import numpy as np
+
+    if fraction >= 1.0 or ds.kind != "folder":
+        return ds
+    if fraction <= 0:
+        raise DatasetError(f"fraction must be in (0, 1], got {fraction}")
+    recs = ds.records["train"]
+    count = max(1, round(len(recs) * fraction))
+    if count < len(recs):
+        idx = np.linspace(0, len(recs) - 1, count, dtype=int)
+        ds.records["train"] = recs.subset(idx)
+        ds.splits["train"] = count
+        LOGGER.info(f"{ds.source}: fraction={fraction}: using {count} of {len(recs)} training images")
+    return ds
+
+
+def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0) -> Dataset:
+    """Resolve a dataset.
+
+    * ``'digits'``: the embedded scikit-learn digits, materialised once under ``data_dir`` (or
+      ``$JAXYOLO_DATASETS_DIR``, or ``./datasets``) as ``digits/``.
+    * ``'tfds:<name>[:<version>]'``: a prepared TFDS dataset in ``data_dir`` (nothing is downloaded).
+    * a folder in Ultralytics' classification layout (``train/``, ``val/``, ``test/``; or class folders only, split
+      80/20); a bare name that is not a folder is looked up in the datasets directory.
+
+    ``fraction`` (0, 1] subsamples the training split. Raises ``DatasetError`` for anything unusable."""
+    if not isinstance(data, (str, os.PathLike)) or not str(data):
+        raise DatasetError(f"data must be a dataset folder, 'digits' or 'tfds:<name>', got {data!r}")
+    fraction = float(fraction)
+    if not 0 < fraction <= 1:
+        raise DatasetError(f"fraction must be in (0, 1], got {fraction}")
+    s = str(data)
+    if s.startswith("tfds:"):
+        from jaxyolo.data.tfds_source import load_tfds
+
+        return load_tfds(s, data_dir=data_dir, fraction=fraction)
+    from jaxyolo.data import digits
+    from jaxyolo.data.folders import load_folder
+
+    if s == digits.NAME:
+        root = digits.materialize(data_dir)
+        return _apply_fraction(load_folder(s, root, source=s), fraction)
+    root = Path(s).expanduser()
+    if not root.is_dir() and not root.is_absolute():
+        alt = digits.datasets_dir(data_dir) / s
+        if alt.is_dir():
+            root = alt
+    if not root.exists():
+        raise DatasetError(
+            f"dataset {s!r} not found: {root.resolve()} does not exist "
+            f"(also looked in {digits.datasets_dir(data_dir).resolve()}; nothing is downloaded)"
+        )
+    return _apply_fraction(load_folder(s, root.resolve(), source=s), fraction)
+
+
+def __getattr__(name):  # TensorFlow-backed parts load on first use
+    if name in ("train_batches", "eval_batches", "num_train_batches"):
+        from jaxyolo.data import pipeline
+
+        return getattr(pipeline, name)
+    if name in ("eval_transform_np", "sample_crop_boxes"):
+        from jaxyolo.data import transforms
+
+        return getattr(transforms, name)
+    raise AttributeError(f"module 'jaxyolo.data' has no attribute {name!r}")

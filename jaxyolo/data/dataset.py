@@ -1,0 +1,83 @@
+"""The resolved-dataset record shared by every source (image folders, the embedded digits, TFDS)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LOGGER = logging.getLogger("jaxyolo")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as given (missing/empty split, empty class, class mismatch, unknown source)."""
+
+
+@dataclass
+class SplitRecords:
+    """The valid images of one split of an image-folder dataset, in a fixed order (class, then file name)."""
+
+    root: str  # the folder the split was scanned from
+    files: list[str]  # absolute paths
+    labels: np.ndarray  # int32 class index (train's class order)
+    heights: np.ndarray  # int32, upright (EXIF orientation applied) decoded height
+    widths: np.ndarray  # int32
+    routes: np.ndarray  # int32 decode route (decode.JPEG, ...)
+    orients: np.ndarray  # int32 EXIF orientation applied by the TF decoders (1 = none)
+    sizes: np.ndarray = None  # int64 file size (for disk-cache keys)
+    mtimes: np.ndarray = None  # int64 mtime_ns
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, idx) -> "SplitRecords":
+        idx = np.asarray(idx, dtype=np.int64)
+        return SplitRecords(
+            root=self.root,
+            files=[self.files[i] for i in idx],
+            labels=self.labels[idx],
+            heights=self.heights[idx],
+            widths=self.widths[idx],
+            routes=self.routes[idx],
+            orients=self.orients[idx],
+            sizes=None if self.sizes is None else self.sizes[idx],
+            mtimes=None if self.mtimes is None else self.mtimes[idx],
+        )
+
+
+@dataclass
+class Dataset:
+    """A resolved dataset (see ``load_dataset``)."""
+
+    source: str  # what the user passed ('digits', a path, 'tfds:mnist')
+    names: dict[int, str]
+    nc: int
+    splits: dict[str, int]  # 'train' / 'val' / 'test' -> number of valid images (fallback splits included)
+    kind: str = "folder"  # 'folder' (image folders, digits) or 'tfds'
+    root: str | None = None  # dataset root folder (folder kind)
+    records: dict[str, SplitRecords] = field(default_factory=dict, repr=False)  # folder kind: real splits
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)  # split -> [(path, reason)]
+    aliases: dict[str, str] = field(default_factory=dict)  # fallback split -> real split, e.g. {'test': 'val'}
+    # TFDS kind
+    tfds_builder: Any = field(default=None, repr=False)
+    tfds_splits: dict[str, str] = field(default_factory=dict)  # our split name -> TFDS split string
+    image_key: str = "image"
+    label_key: str = "label"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)  # tf tables, RAM/disk stores
+
+    def resolve_split(self, split: str) -> str:
+        """Our split name -> the real split it reads ('val' may fall back to 'test' and vice versa)."""
+        split = {"valid": "val", "validation": "val"}.get(split, split)
+        real = self.aliases.get(split, split)
+        available = self.records if self.kind == "folder" else self.tfds_splits
+        if real not in available:
+            raise DatasetError(
+                f"dataset {self.source!r} has no {split!r} split (available: {sorted(self.splits) or 'none'})"
+            )
+        return real
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())

@@ -1,0 +1,89 @@
+"""The embedded ``digits`` dataset: scikit-learn's bundled ``load_digits()`` (1,797 real 8x8 handwritten digits,
+values 0..16, 10 classes), materialised once as an Ultralytics image folder::
+
+    <datasets_dir>/digits/train/<0..9>/<index>.png   1,437 images
+    <datasets_dir>/digits/val/<0..9>/<index>.png       360 images
+
+* pixels: ``round(v * 255 / 16)`` grey, upscaled 4x with bilinear interpolation to 32x32 (the native 8x8 would fall
+  under the 10 px minimum that user folders are held to; bilinear gives smooth strokes, which trains markedly better
+  than blocky nearest-neighbour pixels: 0.947 vs 0.864 top-1 for the README job), saved as 8-bit grey ('L') PNG;
+  ``<index>`` is the sample's index in ``load_digits()``;
+* split: stratified 80/20 with a fixed seed (``train_test_split(test_size=0.2, stratify=y, random_state=0)``);
+* ``datasets_dir``: argument, else ``$JAXYOLO_DATASETS_DIR``, else ``./datasets``;
+* atomic: written to a temporary sibling folder, then renamed into place, with a ``.complete`` marker; an
+  existing complete folder is reused as is (never rewritten), a leftover temporary folder is ignored/replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from jaxyolo.data.dataset import LOGGER
+
+NAME = "digits"
+SIZE = 32
+SEED = 0
+VAL_FRACTION = 0.2
+MARKER = ".complete"
+
+
+def datasets_dir(override: str | os.PathLike | None = None) -> Path:
+    return Path(override or os.environ.get("JAXYOLO_DATASETS_DIR") or "datasets")
+
+
+def digits_split():
+    """(images uint8 [1797, 8, 8] in 0..255, labels int [1797], train indices, val indices)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    imgs = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
+    y = d.target.astype(np.int64)
+    tr, va = train_test_split(np.arange(len(y)), test_size=VAL_FRACTION, stratify=y, random_state=SEED)
+    return imgs, y, np.sort(tr), np.sort(va)
+
+
+def materialize(dir: str | os.PathLike | None = None) -> Path:
+    """Make sure ``<datasets_dir>/digits`` exists and is complete; returns its path."""
+    from PIL import Image
+
+    base = datasets_dir(dir)
+    root = base / NAME
+    if (root / MARKER).is_file():
+        return root
+    if root.exists():
+        raise FileExistsError(f"{root} exists but is not a complete digits dataset (no {MARKER}); remove it")
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}.tmp-", dir=base))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    try:
+        imgs, y, tr, va = digits_split()
+        for split, idx in (("train", tr), ("val", va)):
+            for c in range(10):
+                (tmp / split / str(c)).mkdir(parents=True)
+            for i in idx:
+                big = Image.fromarray(imgs[i], "L").resize((SIZE, SIZE), Image.BILINEAR)  # smooth 8 -> 32
+                big.save(tmp / split / str(y[i]) / f"{i:04d}.png")
+        with open(tmp / MARKER, "w") as f:
+            json.dump({"source": "sklearn.datasets.load_digits", "train": len(tr), "val": len(va),
+                       "size": SIZE, "seed": SEED, "resize": "bilinear"}, f)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if (root / MARKER).is_file():  # another process won the race
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                raise
+        LOGGER.info(f"digits: wrote {len(tr)} train + {len(va)} val 32x32 PNGs to {root}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root

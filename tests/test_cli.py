@@ -1,0 +1,332 @@
+"""The ``jaxyolo`` command line: Ultralytics' parsing rules, special commands, clean errors, and train -> val -> predict
+end to end in subprocesses (as a user runs it)."""
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxyolo import cli
+from jaxyolo.cfg import DEFAULT_CFG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "jaxyolo.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def no_traceback(p: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, p.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------------------------ parsing
+
+
+def test_merge_equals_and_brackets():
+    assert cli.merge_equals_args(["imgsz", "=", "32", "epochs=", "2", "batch", "=16", "imgsz=[224,", "192]"]) == [
+        "imgsz=32", "epochs=2", "batch=16", "imgsz=[224,192]"]
+
+
+@pytest.fixture
+def jlog():
+    """Records of the 'jaxyolo' logger (it does not propagate to the root logger, so caplog cannot see them)."""
+    import logging
+
+    class ListHandler(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record.getMessage())
+
+    h = ListHandler()
+    logger = logging.getLogger("jaxyolo")
+    logger.addHandler(h)
+    try:
+        yield h.records
+    finally:
+        logger.removeHandler(h)
+
+
+def test_parse_rules(jlog):
+    o, special = cli.parse_args(["classify", "train", "imgsz=224,192", "plots", "--epochs=3", "lr0=0.01,", "name=007",
+                                 "data=path/to/root", "cos_lr=true", "freeze=None"])
+    assert special is None
+    assert o == {"task": "classify", "mode": "train", "imgsz": (224, 192), "plots": True, "epochs": 3, "lr0": 0.01,
+                 "name": "007", "data": "path/to/root", "cos_lr": True, "freeze": None}
+    text = "\n".join(jlog)
+    assert "leading dashes" in text and "trailing comma" in text
+    # name/project always strings, like Ultralytics
+    assert cli.check_args({"name": 7, "project": 1.5}) == {"name": "7", "project": "1.5"}
+
+
+def test_cfg_file_overrides_defaults_and_args_override_cfg(tmp_path):
+    f = tmp_path / "custom.yaml"
+    f.write_text("epochs: 7\nimgsz: [64, 48]\nlr0: 0.5\n")
+    o, _ = cli.parse_args(["train", f"cfg={f}", "lr0=0.1"])
+    assert o == {"epochs": 7, "imgsz": (64, 48), "lr0": 0.1, "mode": "train"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    with pytest.raises(KeyError, match="did you mean 'epochs'"):
+        cli.parse_args(["train", f"cfg={bad}"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "imgs=32"], "'imgs' is not a valid jaxyolo argument.*did you mean 'imgsz'"),
+    (["trian"], "'trian' is not a valid jaxyolo mode.*did you mean 'train'"),
+    (["train", "epochs"], "missing an '=' sign.*epochs=100"),
+    (["train", "epochs="], "missing 'epochs' value"),
+    (["detect", "train"], "supports only image classification"),
+    (["segment", "predict", "model=x.pt", "source=a.jpg"], "supports only image classification"),
+    (["val", "epochs=2.5"], "'epochs' must be an int"),
+    (["train", "plots=1"], "'plots' must be a bool"),
+    (["train", "lr0=fast"], "'lr0' must be a number"),
+    (["predict", "model=yolov8n-cls.yaml"], "source= is required"),
+    (["val"], "model= is required for val"),
+    (["track", "model=x.pt"], "mode=track is not available"),
+    (["settings"], "no jaxyolo equivalent"),
+    (["val", "model=yolov8n-cls.pt"], "cannot download pretrained weights"),
+    (["train", "cfg=/does/not/exist.yaml"], "no such file"),
+])
+def test_user_errors_are_one_clean_line(argv, message, capsys):
+    assert cli.entrypoint(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxyolo: error: "), err
+    import re
+
+    assert re.search(message, err[0]), err[0]
+
+
+def test_detection_yaml_is_refused(tmp_path, capsys):
+    det = tmp_path / "yolov8n.yaml"
+    det.write_text("nc: 80\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\n  - [-1, 1, SPPF, [64, 5]]\n"
+                   "head:\n  - [[1], 1, Detect, [nc]]\n")
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    assert cli.entrypoint(["predict", f"model={det}", f"source={tmp_path / 'img.png'}"]) == 1
+    err = capsys.readouterr().err
+    assert "a detect model YAML (its head is Detect, not Classify)" in err and "classification" in err
+
+
+def test_special_commands(capsys, tmp_path, monkeypatch):
+    import jaxyolo
+
+    assert cli.entrypoint([]) == 0 and "Usage: jaxyolo [TASK] MODE" in capsys.readouterr().out
+    assert cli.entrypoint(["help"]) == 0
+    out = capsys.readouterr().out
+    for mode in ("train", "val", "predict", "export"):  # each mode with its Ultralytics equivalent
+        assert f"jaxyolo classify {mode}" in out or f"jaxyolo {mode}" in out
+        assert f"yolo classify {mode}" in out or f"yolo {mode}" in out
+    assert cli.entrypoint(["version"]) == 0 and capsys.readouterr().out.strip() == jaxyolo.__version__
+    assert cli.entrypoint(["cfg"]) == 0 and "lr0: 0.01" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert cli.entrypoint(["copy-cfg"]) == 0
+    assert (tmp_path / "default_copy.yaml").is_file()
+    # no mode and no source: help, not a guess
+    assert cli.entrypoint(["classify"]) == 0 and "Usage" in capsys.readouterr().out
+
+
+def test_checks_lists_versions_devices_and_backends(capsys, monkeypatch):
+    # each back-end is imported in its own subprocess (coremltools' import segfaults on this machine); that takes
+    # ~30 s for all of them, so the probe itself is tested on cheap modules and stubbed for the listing
+    probed = cli._probe_imports(["json", "no_such_module_xyz"])
+    assert probed == {"json": (True, ""), "no_such_module_xyz": (False, "not installed")}
+    monkeypatch.setattr(cli, "_probe_imports", lambda mods, timeout=120: {m: (m != "tensorrt", "") for m in mods})
+    assert cli.entrypoint(["checks"]) == 0
+    out = capsys.readouterr().out
+    for word in ("jax", "flax", "optax", "orbax-checkpoint", "tensorflow", "torch", "Devices:", "onnxruntime",
+                 "openvino", "tensorrt", "coremltools", "paddle", "ncnn", "pnnx", "tensorflowjs", "tfjs environment"):
+        assert word in out, word
+
+
+def test_all_default_keys_are_accepted():
+    assert cli.check_args(dict(DEFAULT_CFG)) is not None
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    p = run_cli("classify", "train", "imgsz=32", "epohcs=2", cwd=tmp_path, timeout=120)
+    assert p.returncode == 1
+    no_traceback(p)
+    assert p.stderr.strip().splitlines()[-1] == ("jaxyolo: error: 'epohcs' is not a valid jaxyolo argument "
+                                                "(command line); did you mean 'epochs'?")
+
+
+# ------------------------------------------------------------------------------------------ train -> val -> predict
+
+
+def make_folder(root: Path, n_cls=4, n_train=16, n_val=8, size=24, seed=0) -> Path:
+    """Learnable tiny dataset: each class its own colour plus noise."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c in range(n_cls):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            base = np.array([(c * 70) % 256, (c * 130 + 40) % 256, (255 - c * 60) % 256], np.float32)
+            for i in range(n):
+                img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{c}_{i}.png")
+    return root
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    folder = make_folder(tmp / "tinycls")
+    p = run_cli("classify", "train", f"data={folder}", "model=yolov8n-cls.yaml", "epochs=2", "imgsz=32", "batch=32",
+                f"project={tmp / 'P'}", "name=N", "plots=False", "workers=2", cwd=tmp)
+    no_traceback(p)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return tmp, folder, tmp / "P" / "N"
+
+
+def test_cli_train_writes_run(trained):
+    _, _, run = trained
+    assert (run / "weights" / "best.pt").is_file() and (run / "weights" / "last.pt").is_file()
+    rows = read_csv(run / "results.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert (run / "args.yaml").is_file()
+
+
+def test_cli_val_reproduces_best_epoch(trained):
+    """best.pt holds the EMA weights of the best epoch (the first epoch with the highest fitness: fitness must
+    strictly improve to overwrite best.pt), so `val` must print that epoch's top-1/top-5 (results.csv row), which is
+    the last epoch's whenever the last epoch improved. Printed with 3 significant digits like Ultralytics; the
+    dataset has 32 val images, so accuracies are multiples of 1/32 and 3 digits tell them apart."""
+    tmp, folder, run = trained
+    p = run_cli("classify", "val", f"model={run / 'weights' / 'best.pt'}", f"data={folder}", "imgsz=32", cwd=tmp)
+    no_traceback(p)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_csv(run / "results.csv")
+    fit = [(float(r["metrics/accuracy_top1"]) + float(r["metrics/accuracy_top5"])) / 2 for r in rows]
+    best = rows[int(np.argmax(fit))]  # argmax = first maximum, as the trainer keeps it
+    line = next(ln for ln in p.stdout.splitlines() if ln.split()[:1] == ["all"])
+    top1, top5 = map(float, line.split()[1:3])
+    assert top1 == pytest.approx(float(best["metrics/accuracy_top1"]), abs=6e-4)
+    assert top5 == pytest.approx(float(best["metrics/accuracy_top5"]), abs=6e-4)
+
+
+def test_cli_val_without_data_uses_the_trained_ones(trained, capsys):
+    """The seed document's "val needs no arguments": data and imgsz come from the checkpoint (in-process: cheaper)."""
+    tmp, folder, run = trained
+    assert cli.entrypoint(["val", f"model={run}"]) == 0  # a run directory means its weights/best.pt
+    out = capsys.readouterr().out
+    assert f"{folder} val: 32 images, imgsz=32" in out
+
+
+def test_cli_predict_save_txt_and_unreadable_image(trained):
+    tmp, folder, run = trained
+    src = tmp / "predict_src"
+    src.mkdir()
+    imgs = sorted((folder / "val").glob("*/*.png"))[:6]
+    for f in imgs:
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (src / "notes.md").write_text("not an image: ignored")
+    p = run_cli("classify", "predict", f"model={run / 'weights' / 'best.pt'}", f"source={src}", "save_txt=True",
+                f"project={tmp / 'pred'}", cwd=tmp)
+    no_traceback(p)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert "broken.jpg" in out and "image read error" in out.lower()
+    save_dir = tmp / "pred" / "predict"
+    labels = sorted((save_dir / "labels").glob("*.txt"))
+    assert [f.stem for f in labels] == sorted(f.stem for f in imgs)
+    names = {f"class{c}" for c in range(4)}
+    for f in labels:
+        lines = f.read_text().splitlines()
+        assert len(lines) == 4  # top-5 of a 4-class model
+        confs = [float(ln.split()[0]) for ln in lines]
+        assert confs == sorted(confs, reverse=True) and {ln.split()[1] for ln in lines} == names
+    # like Ultralytics' CLI, annotated images are saved by default
+    assert sorted(f.stem for f in save_dir.glob("*.jpg")) == sorted(f.stem for f in imgs)
+
+
+def test_cli_missing_mode_with_source_predicts(trained, jlog, capsys):
+    tmp, folder, run = trained
+    img = sorted((folder / "val").glob("*/*.png"))[0]
+    assert cli.entrypoint([f"model={run}", f"source={img}", "save=False"]) == 0
+    assert any("'mode' argument is missing" in r and "mode=predict" in r for r in jlog)
+    assert f"image 1/1 {img}: 32x32 class" in capsys.readouterr().out
+
+
+def test_cli_missing_source_is_one_line(trained, capsys):
+    tmp, _, run = trained
+    assert cli.entrypoint(["classify", "predict", f"model={run}", f"source={tmp / 'nope'}"]) == 1
+    assert capsys.readouterr().err.strip() == f"jaxyolo: error: source '{tmp / 'nope'}' does not exist"
+
+
+class FakeYOLO:
+    """Stands in for jaxyolo.engine.model.YOLO to check what the CLI passes to each mode (no JAX work)."""
+
+    calls: list = []
+
+    def __init__(self, model):
+        FakeYOLO.calls.append(("init", model))
+        self.overrides = {}
+
+    def train(self, **kw):
+        FakeYOLO.calls.append(("train", kw))
+
+    def val(self, **kw):
+        FakeYOLO.calls.append(("val", kw))
+
+    def predict(self, stream=False, **kw):
+        FakeYOLO.calls.append(("predict", kw))
+        return iter([])
+
+    def export(self, **kw):
+        FakeYOLO.calls.append(("export", kw))
+        return "out.torchscript"
+
+
+def test_mode_defaults(monkeypatch, jlog, tmp_path, capsys):
+    import jaxyolo.engine.model as model_mod
+
+    monkeypatch.setattr(model_mod, "YOLO", FakeYOLO)
+    FakeYOLO.calls = []
+    assert cli.entrypoint(["classify", "train", "epochs=1"]) == 0
+    assert FakeYOLO.calls == [("init", "yolov8n-cls.yaml"), ("train", {"epochs": 1, "data": "digits"})]
+    assert any("data=digits" in r for r in jlog) and any("yolov8n-cls.yaml" in r for r in jlog)
+    FakeYOLO.calls = []
+    assert cli.entrypoint(["export", "model=best.pt", "imgsz=64"]) == 0
+    assert FakeYOLO.calls == [("init", "best.pt"), ("export", {"imgsz": 64})]  # YOLO.export defaults to torchscript
+    assert any("torchscript" in r for r in jlog)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "out.torchscript"
+    FakeYOLO.calls = []
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    assert cli.entrypoint(["predict", "model=best.pt", f"source={tmp_path}", "conf=0.5"]) == 0
+    assert FakeYOLO.calls == [("init", "best.pt"), ("predict", {"source": str(tmp_path), "save": True})]
+    assert any("'conf=0.5' has no effect on classification" in r for r in jlog)
+    FakeYOLO.calls = []
+    assert cli.entrypoint(["val", "model=best.pt", "save_txt"]) == 0
+    assert FakeYOLO.calls == [("init", "best.pt"), ("val", {"save_txt": True})]
+
+
+@pytest.mark.ultralytics
+def test_detection_checkpoint_is_refused(tmp_path, capsys):
+    if importlib.util.find_spec("ultralytics") is None:  # not imported here: see below
+        pytest.skip("ultralytics is not installed")
+    det = tmp_path / "det.pt"
+    # in a subprocess: importing ultralytics monkey-patches PIL.Image.open for the whole process
+    code = "import sys, ultralytics; ultralytics.YOLO('yolov8n.yaml').save(sys.argv[1])"
+    p = subprocess.run([sys.executable, "-c", code, str(det)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    assert cli.entrypoint(["predict", f"model={det}", f"source={tmp_path / 'img.png'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a detect model (its head is Detect, not Classify)" in err[0], err

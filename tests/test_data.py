@@ -1,0 +1,530 @@
+"""Input pipeline (issue 4): image folders, bad files, digits, TFDS, determinism, resume, multi-host eval."""
+
+try:  # torchvision must be imported before TensorFlow: triton's LLVM (pulled in by torchvision) and TF's clash
+    import torchvision  # noqa: F401
+except Exception:  # noqa: BLE001
+    pass
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from jaxyolo.data import DatasetError, eval_batches, load_dataset, num_train_batches, train_batches
+
+REPO = Path(__file__).resolve().parents[1]
+AUG = dict(scale=0.5, fliplr=0.5, flipud=0.0, auto_augment="randaugment", hsv_h=0.015, hsv_s=0.7, hsv_v=0.4,
+           erasing=0.4)  # Ultralytics' defaults
+# cheaper to trace (AutoAugment's graph is smaller than RandAugment's), for tests about something else
+AUG_FAST = dict(AUG, auto_augment="autoaugment")
+
+
+def natural(h, w, seed):
+    """A smooth, photo-like RGB test image with some noise."""
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack(
+        [
+            np.sin(6 * x + r.uniform(0, 6)) * 0.5 + 0.5,
+            np.cos(12 * y * x + r.uniform(0, 6)) * 0.5 + 0.5,
+            (x + y) / 2,
+        ],
+        -1,
+    ) * 255 + r.normal(0, 10, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _exif(orientation):
+    ex = Image.Exif()
+    ex[274] = orientation
+    return ex
+
+
+def write_zoo(d: Path, seed=0):
+    """Every supported format/mode; returns the list of written files."""
+    d.mkdir(parents=True, exist_ok=True)
+    a = natural(40, 56, seed)
+    rgb = Image.fromarray(a)
+    out = []
+
+    def save(name, im, **kw):
+        p = d / name
+        im.save(p, **kw)
+        out.append(p)
+
+    save("rgb.jpg", rgb, quality=90)
+    save("grey.jpeg", rgb.convert("L"), quality=90)
+    save("cmyk.jpg", rgb.convert("CMYK"), quality=90)
+    save("progressive.jpg", rgb, quality=80, progressive=True)
+    for o in range(2, 9):
+        save(f"exif{o}.jpg", rgb, quality=90, exif=_exif(o))
+    save("rgb.png", rgb)
+    save("rgba.png", Image.fromarray(np.dstack([a, np.full(a.shape[:2], 128, np.uint8)]), "RGBA"))
+    save("palette.png", rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+    save("la.png", rgb.convert("LA"))
+    save("bilevel.png", rgb.convert("1"))
+    save("grey16.png", Image.fromarray((a[..., 0].astype(np.uint16) * 257 + 99).astype(np.uint16)))
+    save("exif6.png", rgb, exif=_exif(6))
+    save("rgb.bmp", rgb)
+    save("palette.bmp", rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16))
+    save("rgb.webp", rgb, lossless=True)
+    save("lossy.webp", rgb, quality=80)
+    save("rgb.tif", rgb)
+    save("grey.tiff", rgb.convert("L"), compression="tiff_lzw")
+    frames = [rgb.convert("P", palette=Image.Palette.ADAPTIVE), Image.fromarray(255 - a).convert("P")]
+    p = d / "anim.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out.append(p)
+    p = d / "transparent.gif"
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE).save(p, transparency=0)
+    out.append(p)
+    return out
+
+
+def write_bad(d: Path):
+    """The bad-file zoo; returns the list of bad files."""
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(natural(60, 60, 7)).save(buf, "JPEG", quality=90)
+    jpg = buf.getvalue()
+    files = {
+        "empty.jpg": b"",
+        "truncated.jpg": jpg[: len(jpg) // 2],
+        "text.jpg": b"this is not an image, just text renamed to .jpg\n" * 5,
+    }
+    for n, data in files.items():
+        (d / n).write_bytes(data)
+    Image.fromarray(natural(5, 5, 3)).save(d / "tiny.png")
+    return [d / n for n in files] + [d / "tiny.png"]
+
+
+def reference_decode(path: Path) -> np.ndarray:
+    """What the pipeline must decode: Pillow, EXIF-transposed, RGB; 16-bit keeps the high byte (as OpenCV/TF)."""
+    with Image.open(path) as im:
+        im.seek(0)
+        im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16"):
+            g = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+            return np.repeat(g[:, :, None], 3, 2)
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def datasets_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="module")
+def digits(datasets_dir):
+    return load_dataset("digits", data_dir=str(datasets_dir))
+
+
+# ------------------------------------------------------------------------------------------------- folders, bad files
+
+
+def test_format_zoo_and_bad_files(tmp_path, caplog):
+    from jaxyolo.data import decode as D
+
+    root = tmp_path / "zoo"
+    good = write_zoo(root / "train" / "a")
+    (root / "train" / "b").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(natural(30 + i, 20, 100 + i)).save(root / "train" / "b" / f"b{i}.png")
+    bad = write_bad(root / "train" / "b")
+    for c in "ab":
+        (root / "val" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(natural(24, 24 + i, 200 + i)).save(root / "val" / c / f"v{i}.jpg")
+    bad.append(root / "val" / "a" / "empty.png")
+    bad[-1].write_bytes(b"")
+
+    caplog.set_level(logging.INFO, logger="jaxyolo")
+    ds = load_dataset(str(root))
+    assert ds.names == {0: "a", 1: "b"}
+    assert ds.num_skipped == len(bad) == 5
+    assert ds.splits["train"] == len(good) + 6 and ds.splits["val"] == 6
+    text = caplog.text
+    assert "train: 4 bad image file(s) skipped" in text and "val: 1 bad image file(s) skipped" in text
+    for p in bad:
+        assert str(p) in text
+    skipped = {p for v in ds.skipped.values() for p, _ in v}
+    assert skipped == {str(p) for p in bad}
+    reasons = dict(ds.skipped["train"])
+    assert "0 bytes" in reasons[str(root / "train/b/empty.jpg")]
+    assert "truncated" in reasons[str(root / "train/b/truncated.jpg")]
+    assert "not an image" in reasons[str(root / "train/b/text.jpg")]
+    assert "too small" in reasons[str(root / "train/b/tiny.png")]
+
+    # every valid file decodes (with the route the pipeline uses) exactly to Pillow's upright RGB
+    recs = ds.records["train"]
+    routes = {}
+    for path, route, orient, h, w in zip(recs.files, recs.routes, recs.orients, recs.heights, recs.widths):
+        img = D.decode_file(path, int(route), int(orient)).numpy()
+        ref = reference_decode(Path(path))
+        assert img.shape == ref.shape == (h, w, 3), path
+        np.testing.assert_array_equal(img, ref, err_msg=path)
+        routes[Path(path).name] = D.ROUTE_NAMES[int(route)]
+    assert routes["rgb.jpg"] == routes["exif6.jpg"] == routes["grey.jpeg"] == "jpeg"
+    assert routes["cmyk.jpg"] == routes["rgb.webp"] == routes["rgb.tif"] == routes["transparent.gif"] == "pil"
+    assert routes["grey16.png"] == routes["palette.png"] == "png"
+    assert routes["rgb.bmp"] == "bmp" and routes["anim.gif"] == "gif"
+
+    # a whole train + eval pass completes, eval counts each valid image once
+    n = 0
+    for x, y in train_batches(ds, imgsz=32, batch_size=8, seed=0, epoch=0, aug=AUG_FAST):
+        assert x.shape == (8, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+        n += len(y)
+    assert n == num_train_batches(ds, 8) * 8
+    seen = sum(int(m.sum()) for _, _, m in eval_batches(ds, "val", imgsz=32, batch_size=4))
+    assert seen == 6
+
+    # the rescan is skipped (cache hit) but bad files are still reported
+    assert (root / "train.jaxyolo.cache.json").is_file() and (root / "val.jaxyolo.cache.json").is_file()
+    caplog.clear()
+    ds2 = load_dataset(str(root))
+    assert "scanned" not in caplog.text and str(bad[0]) in caplog.text
+    assert ds2.splits == ds.splits and ds2.records["train"].files == recs.files
+    # touching a file invalidates the cache
+    os.utime(good[0], ns=(1, 1))
+    caplog.clear()
+    load_dataset(str(root))
+    assert "train: scanned" in caplog.text and "val: scanned" not in caplog.text
+
+
+def _mkclasses(root: Path, classes, n=3, size=(16, 16)):
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(natural(*size, hash((c, i)) % 1000)).save(root / c / f"{i}.png")
+
+
+def test_layout_errors(tmp_path):
+    # not a folder
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(str(tmp_path / "nope"))
+    # empty class
+    r = tmp_path / "empty_class"
+    _mkclasses(r / "train", "ab")
+    _mkclasses(r / "val", "ab")
+    (r / "train" / "c").mkdir()
+    with pytest.raises(DatasetError, match=r"empty class.*'c'") as e:
+        load_dataset(str(r))
+    assert str(r / "train") in str(e.value)
+    # missing validation split
+    r = tmp_path / "noval"
+    _mkclasses(r / "train", "ab")
+    with pytest.raises(DatasetError, match="missing split") as e:
+        load_dataset(str(r))
+    assert str(r) in str(e.value)
+    # missing train split
+    r = tmp_path / "notrain"
+    _mkclasses(r / "val", "ab")
+    with pytest.raises(DatasetError, match="missing split"):
+        load_dataset(str(r))
+    # class mismatch between splits
+    r = tmp_path / "mismatch"
+    _mkclasses(r / "train", "abc")
+    _mkclasses(r / "val", "abd")
+    with pytest.raises(DatasetError, match=r"do not match.*missing in val/: \['c'\].*not in train/: \['d'\]") as e:
+        load_dataset(str(r))
+    assert str(r / "val") in str(e.value)
+    # a train class whose files are all bad
+    r = tmp_path / "allbad"
+    _mkclasses(r / "train", "ab")
+    _mkclasses(r / "val", "ab")
+    (r / "train" / "c").mkdir()
+    (r / "train" / "c" / "x.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no valid image"):
+        load_dataset(str(r))
+    # val <-> test fallback
+    r = tmp_path / "testonly"
+    _mkclasses(r / "train", "ab")
+    _mkclasses(r / "test", "ab", n=2)
+    ds = load_dataset(str(r))
+    assert ds.splits == {"train": 6, "test": 4, "val": 4} and ds.resolve_split("val") == "test"
+    assert sum(int(m.sum()) for *_, m in eval_batches(ds, "val", imgsz=16, batch_size=3)) == 4
+    # bad fraction, bad data argument
+    with pytest.raises(DatasetError):
+        load_dataset(str(r), fraction=0)
+    with pytest.raises(DatasetError, match="not prepared|not found"):
+        load_dataset("tfds:surely_not_a_dataset_xyz", data_dir=str(tmp_path))
+
+
+def test_auto_split_and_fraction(tmp_path):
+    r = tmp_path / "flat"
+    _mkclasses(r, "abc", n=10)
+    before = sorted(p.relative_to(r) for p in r.rglob("*") if p.is_file())
+    ds = load_dataset(str(r))
+    assert ds.splits["train"] == 24 and ds.splits["val"] == 6  # 80/20 per class
+    for c in range(3):
+        assert (ds.records["val"].labels == c).sum() == 2
+    assert not set(ds.records["train"].files) & set(ds.records["val"].files)
+    ds2 = load_dataset(str(r))
+    assert ds2.records["val"].files == ds.records["val"].files  # reproducible
+    after = sorted(p.relative_to(r) for p in r.rglob("*") if p.is_file() and "jaxyolo" not in p.name)
+    assert after == before  # no file moved
+    ds3 = load_dataset(str(r), fraction=0.5)
+    assert ds3.splits["train"] == 12 and ds3.splits["val"] == 6
+
+
+# ------------------------------------------------------------------------------------------------------------ digits
+
+
+def test_digits(datasets_dir, digits, caplog):
+    ds = digits
+    assert ds.nc == 10 and ds.names == {i: str(i) for i in range(10)}
+    assert ds.splits["train"] + ds.splits["val"] == 1797 and ds.splits["val"] == 360
+    counts_val = np.bincount(ds.records["val"].labels, minlength=10)
+    counts_all = counts_val + np.bincount(ds.records["train"].labels, minlength=10)
+    np.testing.assert_allclose(counts_val / counts_all, 0.2, atol=0.02)  # stratified
+    root = datasets_dir / "digits"
+    pngs = sorted(root.rglob("*.png"))
+    assert len(pngs) == 1797
+    im = Image.open(pngs[0])
+    assert im.size == (32, 32) and im.mode == "L"
+    # the pixels are sklearn's digit, values*255/16, nearest-upscaled 4x
+    from sklearn.datasets import load_digits
+
+    idx = int(pngs[0].stem)
+    ref = np.round(load_digits().images[idx] * 255 / 16).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(im)[::4, ::4], ref)
+    # a second load does not rewrite anything
+    mtimes = {p: p.stat().st_mtime_ns for p in pngs}
+    caplog.set_level(logging.INFO, logger="jaxyolo")
+    load_dataset("digits", data_dir=str(datasets_dir))
+    assert "wrote" not in caplog.text and "scanned" not in caplog.text
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    assert not [p for p in datasets_dir.iterdir() if p.name.startswith(".digits.tmp")]
+
+
+def test_digits_env_and_atomic(tmp_path, monkeypatch):
+    from jaxyolo.data import digits as dg
+
+    monkeypatch.setenv("JAXYOLO_DATASETS_DIR", str(tmp_path))
+    (tmp_path / ".digits.tmp-leftover").mkdir()  # an interrupted earlier attempt is ignored
+    calls = []
+    real = dg.digits_split
+
+    def boom():
+        calls.append(1)
+        raise KeyboardInterrupt  # interrupted mid-way: nothing left behind
+
+    monkeypatch.setattr(dg, "digits_split", boom)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("digits")
+    assert not (tmp_path / "digits").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".digits.tmp-leftover"]
+    monkeypatch.setattr(dg, "digits_split", real)
+    ds = load_dataset("digits")
+    assert ds.root == str(tmp_path / "digits") and (tmp_path / "digits" / ".complete").is_file()
+
+
+# --------------------------------------------------------------------------------------- determinism, resume, caching
+
+
+def test_resume_and_multihost_train(digits):
+    ds = digits
+    kw = dict(imgsz=32, batch_size=64, seed=3, epoch=2, aug=AUG)
+    full = list(train_batches(ds, **kw))
+    assert len(full) == num_train_batches(ds, 64) == 1437 // 64
+    k = 17
+    resumed = list(train_batches(ds, start_batch=k, **kw))
+    assert len(resumed) == len(full) - k
+    for (x0, y0), (x1, y1) in zip(full[k:], resumed):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+    # 2 hosts: host p gets the p-th half of every global batch, augmented identically
+    h0 = list(train_batches(ds, process_index=0, process_count=2, start_batch=20, **kw))
+    h1 = list(train_batches(ds, process_index=1, process_count=2, start_batch=20, **kw))
+    assert len(h0) == len(h1) == 2
+    for (xa, ya), (xb, yb), (x, y) in zip(h0, h1, full[20:]):
+        np.testing.assert_array_equal(np.concatenate([xa, xb]), x)
+        np.testing.assert_array_equal(np.concatenate([ya, yb]), y)
+    # another epoch or seed gives other batches; every image of the epoch is used at most once
+    other = next(train_batches(ds, **{**kw, "epoch": 3}))
+    assert not np.array_equal(other[0], full[0][0])
+
+
+def test_cache_modes_identical(digits):
+    aug = dict(scale=0.5, fliplr=0.5, auto_augment="", hsv_h=0, hsv_s=0, hsv_v=0, erasing=0.4)  # cheap to trace
+    kw = dict(imgsz=32, batch_size=32, seed=1, epoch=0, aug=aug)
+    base = [b for _, b in zip(range(2), train_batches(digits, **kw))]
+    ev = [b for _, b in zip(range(2), eval_batches(digits, "val", imgsz=32, batch_size=32))]
+    for cache in ("ram", "disk"):
+        got = [b for _, b in zip(range(2), train_batches(digits, cache=cache, **kw))]
+        for (x0, y0), (x1, y1) in zip(base, got):
+            np.testing.assert_array_equal(x0, x1)
+            np.testing.assert_array_equal(y0, y1)
+        got = [b for _, b in zip(range(2), eval_batches(digits, "val", imgsz=32, batch_size=32, cache=cache))]
+        for a, b in zip(ev, got):
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+    assert (Path(digits.root) / ".jaxyolo-decoded").is_dir()
+
+
+SEED_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, sys
+    from jaxyolo.data import load_dataset, train_batches
+    ds = load_dataset("digits", data_dir=sys.argv[1])
+    aug = dict(scale=0.5, fliplr=0.5, auto_augment="autoaugment", erasing=0.4)
+    h = hashlib.sha256()
+    for i, (x, y) in zip(range(3), train_batches(ds, imgsz=32, batch_size=16, seed=int(sys.argv[2]), epoch=0,
+                                                 aug=aug, workers=int(sys.argv[3]))):
+        h.update(x.tobytes()); h.update(y.tobytes())
+    print("HASH", h.hexdigest())
+    """
+)
+
+
+def _start(script, *args, env=None):
+    e = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=e, cwd=REPO)
+
+
+def _wait(proc):
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _run(script, *args, env=None):
+    return _wait(_start(script, *args, env=env))
+
+
+def test_same_seed_same_batches_across_processes(datasets_dir, digits):
+    pa = _start(SEED_SCRIPT, datasets_dir, 7, 0)
+    pb = _start(SEED_SCRIPT, datasets_dir, 7, 1)  # another process, another thread count
+    a, b = _wait(pa), _wait(pb)
+    ha = [ln for ln in a.splitlines() if ln.startswith("HASH")]
+    hb = [ln for ln in b.splitlines() if ln.startswith("HASH")]
+    assert len(ha) == 1 and ha == hb
+
+
+# ------------------------------------------------------------------------------------------- exactly-once eval, 8 devs
+
+EVAL_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    import numpy as np
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from PIL import Image
+    from jaxyolo.data import load_dataset, eval_batches, eval_transform_np
+    assert jax.device_count() == 8, jax.devices()
+    ds = load_dataset(sys.argv[1])
+    n_proc, global_batch = 2, 64
+    seen, total_mask, nbatches = [], 0, []
+    for p in range(n_proc):  # simulated process p owns devices 4p..4p+3
+        mesh = Mesh(np.array(jax.devices()[4 * p: 4 * p + 4]), ("data",))
+        sh = NamedSharding(mesh, P("data"))
+        nb = 0
+        for x, y, m in eval_batches(ds, "val", imgsz=24, batch_size=global_batch, process_index=p,
+                                    process_count=n_proc):
+            assert x.shape == (global_batch // n_proc, 24, 24, 3) and x.dtype == np.uint8 and m.dtype == bool
+            xs = jax.device_put(x, sh)  # the host batch splits evenly over its 4 devices
+            assert len(xs.addressable_shards) == 4 and xs.addressable_shards[0].data.shape[0] == 8
+            total_mask += int(m.sum())
+            for xi, yi in zip(x[m], y[m]):
+                seen.append((int(yi), hashlib.sha1(xi.tobytes()).hexdigest()))
+            nb += 1
+        nbatches.append(nb)
+    recs = ds.records["val"]
+    expected = []
+    for f, lab in zip(recs.files, recs.labels):
+        img = eval_transform_np(np.asarray(Image.open(f).convert("RGB")), 24)
+        expected.append((int(lab), hashlib.sha1(img.tobytes()).hexdigest()))
+    print(json.dumps(dict(total_mask=total_mask, n=len(recs), nbatches=nbatches, distinct=len(set(seen)),
+                          same=sorted(seen) == sorted(expected))))
+    """
+)
+
+
+def test_eval_exactly_once_8_devices(tmp_path):
+    root = tmp_path / "thousand"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("val", 1001)):
+        for i in range(n):
+            c = "abc"[i % 3]
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (10 + i % 7, 12, 3), dtype=np.uint8)).save(
+                root / split / c / f"{i}.png")
+    out = _run(EVAL_SCRIPT, root, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+                                       "JAX_PLATFORMS": "cpu"})
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == dict(total_mask=1001, n=1001, nbatches=[16, 16], distinct=1001, same=True)
+
+
+# -------------------------------------------------------------------------------------------------------------- TFDS
+
+
+def _make_tiny_tfds(data_dir: Path):
+    import tensorflow_datasets as tfds
+
+    class TinyCls(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {"image": tfds.features.Image(shape=(None, None, 3)),
+                     "label": tfds.features.ClassLabel(names=["cat", "dog", "owl"])}
+                ),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(0, 70), "test": self._generate_examples(1, 23)}
+
+        def _generate_examples(self, seed, n):
+            for i in range(n):
+                yield i, {"image": natural(12 + i % 9, 14 + i % 5, seed * 1000 + i), "label": i % 3}
+
+    TinyCls(data_dir=str(data_dir)).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+def test_tfds_source(tmp_path):
+    _make_tiny_tfds(tmp_path)
+    ds = load_dataset("tfds:tiny_cls:1.0.0", data_dir=str(tmp_path))
+    assert ds.kind == "tfds" and ds.names == {0: "cat", 1: "dog", 2: "owl"} and ds.nc == 3
+    assert ds.splits == {"train": 70, "test": 23, "val": 23}
+    kw = dict(imgsz=16, batch_size=8, seed=5, epoch=1, aug=AUG_FAST)
+    full = list(train_batches(ds, **kw))
+    assert len(full) == num_train_batches(ds, 8) == 8
+    assert full[0][0].shape == (8, 16, 16, 3) and full[0][0].dtype == np.uint8
+    again = list(train_batches(ds, **kw))
+    resumed = list(train_batches(ds, start_batch=5, **kw))
+    for (a, ya), (b, yb) in zip(full, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ya, yb)
+    for (a, ya), (b, yb) in zip(full[5:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ya, yb)
+    # per-host split (tfds.split_for_jax_process): equal train batch counts on both hosts
+    hosts = [list(train_batches(ds, process_index=p, process_count=2, **kw)) for p in range(2)]
+    assert [len(h) for h in hosts] == [8, 8] and hosts[0][0][0].shape[0] == 4
+    # eval: each test example exactly once over 2 hosts, uncached and cached
+    for cache in (False, "ram"):
+        labels, n_mask, nbs = [], 0, []
+        for p in range(2):
+            batches = list(eval_batches(ds, "val", imgsz=16, batch_size=6, process_index=p, process_count=2,
+                                        cache=cache))
+            nbs.append(len(batches))
+            for x, y, m in batches:
+                n_mask += int(m.sum())
+                labels += y[m].tolist()
+        assert n_mask == 23 and nbs[0] == nbs[1] == 4
+        assert sorted(labels) == sorted([i % 3 for i in range(23)])
+    cached = list(train_batches(ds, cache="ram", **kw))
+    assert len(cached) == 8 and cached[0][0].shape == (8, 16, 16, 3)
