@@ -290,12 +290,16 @@ def test_digits(datasets_dir, digits, caplog):
     assert len(pngs) == 1797
     im = Image.open(pngs[0])
     assert im.size == (32, 32) and im.mode == "L"
-    # the pixels are sklearn's digit, values*255/16, nearest-upscaled 4x
+    # the pixels are sklearn's digit, values*255/16, upscaled to 32x32 as digits.py documents
     from sklearn.datasets import load_digits
 
+    from jaxyolo.data import digits as dg
+
     idx = int(pngs[0].stem)
-    ref = np.round(load_digits().images[idx] * 255 / 16).astype(np.uint8)
-    np.testing.assert_array_equal(np.asarray(im)[::4, ::4], ref)
+    ref = Image.fromarray(np.round(load_digits().images[idx] * 255 / 16).astype(np.uint8), "L")
+    meta = json.loads((root / ".complete").read_text())
+    ref = ref.resize((dg.SIZE, dg.SIZE), Image.BILINEAR if meta.get("resize") == "bilinear" else Image.NEAREST)
+    np.testing.assert_array_equal(np.asarray(im), np.asarray(ref))
     # a second load does not rewrite anything
     mtimes = {p: p.stat().st_mtime_ns for p in pngs}
     caplog.set_level(logging.INFO, logger="jaxyolo")

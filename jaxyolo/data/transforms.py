@@ -14,8 +14,8 @@ image would hold after each step); every op rounds like Pillow does (blends trun
 Checked against torchvision/Pillow (tests/test_data_transforms.py): the colour, tone, histogram, posterize/solarize,
 translate ops and the ColorJitter hue round trip are exact (a very rare +-1 in saturation). Known deviations:
 
-* shear / rotate sample with TF's ImageProjectiveTransformV3 kernel (float32) where Pillow uses float64: +-1 grey
-  level on a few % of pixels (Pillow's inside test and edge clamping are reproduced exactly).
+* shear (row/column-wise ``crop_and_resize``) and rotate (``ImageProjectiveTransformV3``) sample in float32 where
+  Pillow uses float64: +-1 grey level on a few % of pixels (Pillow's inside test and edge clamping are exact).
 * resizes use ``tf.image.resize`` (bilinear; antialiased when shrinking: the same triangle filter as PIL, but in
   float, where PIL rounds its two separable passes to uint8 in between): max |diff| 1.
 * AugMix: torchvision runs AugMix's ops on uint8 tensors (grid_sample affine, tensor equalize, ...); here they are the

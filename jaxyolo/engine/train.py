@@ -248,12 +248,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
             if main:
                 _write_csv(save_dir / "results.csv", meta["history"])
                 if writer is not None:
-                    with writer.as_default():
-                        import tensorflow as tf
-
-                        for key, v in zip(CSV_COLUMNS[2:], row[2:]):
-                            tf.summary.scalar(key, v, step=epoch + 1)
-                        writer.flush()
+                    writer = _log_scalars(writer, dict(zip(CSV_COLUMNS[2:], row[2:])), epoch + 1)
                 extra = {"epoch": epoch, "best_fitness": meta["best_fitness"],
                          "train_metrics": {**metrics.results_dict, "val/loss": metrics.loss},
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
@@ -291,6 +286,21 @@ def _tensorboard(save_dir: Path):
         import tensorflow as tf
 
         return tf.summary.create_file_writer(str(save_dir))
+    except Exception as e:  # TensorBoard is a convenience: never fail a run over it
+        LOGGER.warning(f"TensorBoard logging disabled: {e}")
+        return None
+
+
+def _log_scalars(writer, scalars: dict, step: int):
+    """Write one epoch's scalars; on any TensorBoard failure warn once and return None (logging disabled)."""
+    try:
+        import tensorflow as tf
+
+        with writer.as_default():
+            for key, v in scalars.items():
+                tf.summary.scalar(key, v, step=step)
+        writer.flush()
+        return writer
     except Exception as e:  # TensorBoard is a convenience: never fail a run over it
         LOGGER.warning(f"TensorBoard logging disabled: {e}")
         return None
