@@ -186,9 +186,18 @@ def main():
             + f"; train @224, batch {BATCH}, RandAugment+erasing, {a.images} JPEGs, workers={a.workers}, "
             f"{a.epochs} timed epoch(s) after 1 warm-up; load avg {load:.1f}")
     machine = f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores"
-    with open(res, "a") as f:
-        f.write(f"| {datetime.date.today().isoformat()} | bench_data | {machine} | `{cmd.strip()}` | {nums} | "
-                f"{ratio:.2f}x img/s, {cpu_ratio:.2f}x CPU |\n")
+    row = (f"| {datetime.date.today().isoformat()} | bench_data | {machine} | `{cmd.strip()}` | {nums} | "
+           f"{ratio:.2f}x img/s, {cpu_ratio:.2f}x CPU |")
+    lines = res.read_text().rstrip("\n").split("\n")
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    if table:  # append to the end of the first table (notes may follow it), not blindly at the end of the file
+        end = table[0]
+        while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+            end += 1
+        lines.insert(end + 1, row)
+    else:
+        lines.append(row)
+    res.write_text("\n".join(lines) + "\n")
     print(f"appended to {res}")
 
 

@@ -107,7 +107,7 @@ def test_output_shape_and_probabilities(which, hw, request):
 
 def test_uint8_input_is_scaled(v8n10):
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(v8n10(x), v8n10(x.astype(np.float32) / 255), atol=1e-6)
+    np.testing.assert_allclose(v8n10.forward(x), v8n10.forward(x.astype(np.float32) / 255), atol=1e-6)
 
 
 def test_train_mode_returns_logits_and_updates_batch_stats(y11n10):

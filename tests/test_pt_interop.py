@@ -428,7 +428,7 @@ def test_read_and_write_without_ultralytics_or_torchvision(trained, tmp_path):
         import json, numpy as np
         from jaxyolo import YOLO
         y = YOLO({str(best)!r})
-        p = y(np.load({str(tmp_path / 'x.npy')!r}))
+        p = y.forward(np.load({str(tmp_path / 'x.npy')!r}))
         y.save({str(out)!r})
         assert not any(k.split(".")[0] in ("ultralytics", "torchvision") for k in sys.modules), "leaked modules"
         print("RESULT", json.dumps({{"names": y.names, "imgsz": y.overrides["imgsz"], "probs": p.tolist()}}))
