@@ -18,7 +18,10 @@ Caching (``cache='ram'|'disk'``): the decoded (upright, full-size, uint8) images
     ``$JAXYOLO_CACHE_DIR/decoded/``), built on first use; augmentation still runs every epoch.
 Cost
     The per-example map functions are traced once per (dataset, split, imgsz, aug, seed) and reused by later epochs;
-    each epoch's iterator still takes ~0.5-1 s to start (TF instantiates the function graph).
+    each epoch's iterator still takes ~0.5-1 s to start (TF instantiates the function graph); the trainer builds it
+    one epoch ahead on a background thread (``engine/prefetch.py``).
+Threads (``workers``, Ultralytics' loader-process count, capped at the CPU count): ``workers + 1`` parallel map
+    calls in a private pool of ``workers + 2`` threads; ``workers=0`` leaves both to tf.data's autotuner.
 """
 
 from __future__ import annotations
@@ -39,16 +42,27 @@ AUTOTUNE = tf.data.AUTOTUNE
 TFDS_SHUFFLE_BUFFER = 16_384
 
 
+def _workers(workers) -> int:
+    """Ultralytics' ``workers`` (loader processes, capped at the CPU count); 0 = let tf.data autotune."""
+    if not workers or int(workers) <= 0:
+        return 0
+    return max(1, min(int(workers), os.cpu_count() or 1))
+
+
 def _parallel(workers) -> int:
-    return AUTOTUNE if not workers or int(workers) <= 0 else int(workers)
+    """Parallel map calls: one per worker plus one, so no core idles while a call waits on file I/O (measured on 2
+    cores: +17-30% images/s over exactly ``workers`` calls)."""
+    n = _workers(workers)
+    return AUTOTUNE if n == 0 else n + 1
 
 
 def _options(workers) -> tf.data.Options:
     opts = tf.data.Options()
     opts.deterministic = True
     opts.threading.max_intra_op_parallelism = 1
-    if workers and int(workers) > 0:
-        opts.threading.private_threadpool_size = int(workers)
+    n = _workers(workers)
+    if n:  # the map calls plus batching/prefetch; a pool of exactly ``workers`` threads starved the map
+        opts.threading.private_threadpool_size = n + 2
     return opts
 
 
@@ -350,7 +364,7 @@ def _train_map(cache: dict, src: _Source, imgsz, aug, seed, index_offset=0):
     key = ("train_fn", id(src)) + _aug_key(imgsz, aug, seed, (index_offset,))
     if key not in cache:
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)])
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)], autograph=False)
         def fn(i, epoch):
             k = T.example_seed(seed, epoch, i + index_offset)
             h, w = src.hw(i)
@@ -368,7 +382,7 @@ def _eval_map(cache: dict, src: _Source, size_hw):
         th, tw = size_hw
         size = (th, tw) if th != tw else th
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int64)])
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64)], autograph=False)
         def fn(i):
             valid = i >= 0
             j = tf.maximum(i, 0)
@@ -387,7 +401,7 @@ def _tfds_train_map(cache: dict, imgsz, aug, seed, index_offset):
         sig = [tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32),
                tf.TensorSpec([], tf.int64)]
 
-        @tf.function(input_signature=sig)
+        @tf.function(input_signature=sig, autograph=False)
         def fn(i, raw, y, epoch):
             k = T.example_seed(seed, epoch, i + index_offset)
             img = D.decode_bytes(raw)

@@ -157,7 +157,8 @@ def eval_transform_np(img, imgsz) -> np.ndarray:
     key = parse_imgsz(imgsz)
     fn = _EVAL_FNS.get(key)
     if fn is None:
-        fn = tf.function(lambda x: eval_transform(x, key), input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        fn = tf.function(lambda x: eval_transform(x, key), input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+                         autograph=False)
         _EVAL_FNS[key] = fn
     return fn(tf.constant(np.ascontiguousarray(a))).numpy()
 
@@ -559,7 +560,8 @@ def _apply_op_impl(img, op_id, magnitude, matrix):
     return tf.ensure_shape(out, img.shape)
 
 
-_apply_op_fn = tf.function(_apply_op_impl, reduce_retracing=True, experimental_attributes={"_noinline": True})
+_apply_op_fn = tf.function(_apply_op_impl, reduce_retracing=True, autograph=False,
+                           experimental_attributes={"_noinline": True})
 
 
 def apply_op_named(img, name: str, magnitude: float):

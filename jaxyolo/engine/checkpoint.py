@@ -31,6 +31,10 @@ class Checkpointer:
                                                              meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
 
+    def restore_meta(self, step: int) -> dict:
+        """Only the host-side counters of checkpoint ``step`` (cheap: no arrays are read)."""
+        return self.mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
     def wait(self) -> None:
         self.mgr.wait_until_finished()
 

@@ -25,8 +25,9 @@ from jaxyolo import parallel
 from jaxyolo.cfg import get_cfg
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
+from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_train_step
-from jaxyolo.engine.val import ClassifyMetrics, Evaluator, validate
+from jaxyolo.engine.val import ClassifyMetrics, Evaluator, eval_batch_size, validate
 from jaxyolo.utils.files import run_dir
 
 LOGGER = logging.getLogger("jaxyolo")
@@ -97,7 +98,9 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     Returns the validation metrics of the best epoch.
     """
     from jaxyolo import data
+    from jaxyolo.utils.jax_cache import enable_compilation_cache
 
+    enable_compilation_cache()
     args = get_cfg(overrides)
     args["imgsz"] = imgsz = check_imgsz(args["imgsz"])
     proc, nproc = jax.process_index(), jax.process_count()
@@ -128,12 +131,42 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     val_split = "val" if "val" in ds.splits else "test"
     aug = {k: args[k] for k in AUG_KEYS}
 
+    # ---- resume point, then the input pipeline starts on a background thread ------------------------------------------
+    # (tracing the augmentation graph and each next epoch's iterator overlap model set-up, compilation and validation)
+    ckpt = Checkpointer(save_dir / "checkpoints", keep=int(args["keep_checkpoints"]))
+    latest = ckpt.latest_step()
+    resume_at = ckpt.restore_meta(latest) if latest is not None else {"epoch": 0, "batch": 0}
+    epochs = int(args["epochs"])
+
+    def epoch_batches(epoch: int, start_batch: int):
+        return data.train_batches(ds, imgsz=imgsz, batch_size=batch, seed=int(args["seed"]), epoch=epoch,
+                                  start_batch=start_batch, aug=aug, process_index=proc, process_count=nproc,
+                                  cache=args["cache"], workers=int(args["workers"]))
+
+    prefetch = EpochPrefetcher(epoch_batches, int(resume_at["epoch"]), epochs, int(resume_at["batch"]))
+    writer_bg = BackgroundWriter()
+
+    try:
+        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, epochs)
+    finally:
+        prefetch.close()
+        writer_bg.close()
+        ckpt.close()
+
+
+def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, epochs) -> ClassifyMetrics:
+    imgsz = args["imgsz"]
+    proc, nproc = jax.process_index(), jax.process_count()
+    main = proc == 0
+    n_dev = mesh.devices.size
+
     # ---- model, optimizer and state ---------------------------------------------------------------------------------
     yolo = build_model_for(args, ds.nc, ds.names)
     on_accel = jax.default_backend() in ("gpu", "tpu")
     dtype = jnp.bfloat16 if (args["amp"] and on_accel) else jnp.float32
     module = yolo.module.clone(dtype=dtype, dropout=float(args["dropout"]))
     recipe = optim.resolve_recipe(args, ds.nc, ds.splits["train"], nb)
+    assert recipe.epochs == epochs, (recipe.epochs, epochs)
     tx = optim.build_tx(recipe, yolo.variables["params"])
     state = create_state(yolo.variables, tx)
     shardings = parallel.state_shardings(mesh, state, bool(args["fsdp"]))
@@ -144,12 +177,12 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
                       in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
                       donate_argnums=(0,))
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
+    _warm_up(step_fn, evaluator, state, batch, batch_sh, rep, imgsz, n_dev)
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
                 f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
                 f"{recipe.accumulate}, warmup {recipe.warmup_iters} iterations")
 
     # ---- resume ---------------------------------------------------------------------------------------------------
-    ckpt = Checkpointer(save_dir / "checkpoints", keep=int(args["keep_checkpoints"]))
     meta = {"epoch": 0, "batch": 0, "last_opt_step": -1, "best_fitness": None, "best_epoch": -1, "history": [],
             "patience_left": int(args["patience"]), "train_time": 0.0, "loss_sum": 0.0, "loss_n": 0}
     if (latest := ckpt.latest_step()) is not None:
@@ -182,9 +215,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
             first = int(meta["batch"]) if epoch == start_epoch else 0
             if first == 0:
                 meta["loss_sum"], meta["loss_n"] = 0.0, 0
-            batches = data.train_batches(ds, imgsz=imgsz, batch_size=batch, seed=int(args["seed"]), epoch=epoch,
-                                         start_batch=first, aug=aug, process_index=proc, process_count=nproc,
-                                         cache=args["cache"], workers=int(args["workers"]))
+            batches = prefetch.epoch(epoch)
             pbar = tqdm(batches, total=nb, initial=first, desc=f"{epoch + 1}/{recipe.epochs}", disable=not main,
                         dynamic_ncols=True, leave=True)
             pending = []
@@ -252,9 +283,9 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
                 extra = {"epoch": epoch, "best_fitness": meta["best_fitness"],
                          "train_metrics": {**metrics.results_dict, "val/loss": metrics.loss},
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
-                _save_weights(save_dir / "weights" / "last.pt", yolo, ema_vars, args, extra)
+                writer_bg.submit(_save_weights, save_dir / "weights" / "last.pt", yolo, ema_vars, args, extra)
                 if improved:
-                    _save_weights(save_dir / "weights" / "best.pt", yolo, ema_vars, args, extra)
+                    writer_bg.submit(_save_weights, save_dir / "weights" / "best.pt", yolo, ema_vars, args, extra)
                     if args["plots"]:
                         from jaxyolo.utils.plots import plot_confusion_matrix
 
@@ -265,10 +296,10 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
                             f"{meta['best_epoch'] + 1}")
                 break
     finally:
-        ckpt.close()
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
 
+    writer_bg.wait()
     if main and args["plots"] and meta["history"]:
         from jaxyolo.utils.plots import plot_results
 
@@ -279,6 +310,26 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     LOGGER.info(f"{recipe.epochs - start_epoch} epochs completed in {float(meta['train_time']) / 3600:.3f} hours. "
                 f"Results saved to {save_dir}; best weights {save_dir / 'weights' / 'best.pt'}")
     return best
+
+
+def _warm_up(step_fn, evaluator, state, batch, batch_sh, rep, imgsz, n_dev) -> None:
+    """Compile the train and eval steps side by side before the first batch (each XLA compile is mostly one thread,
+    and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache. Only a speed
+    optimisation: any failure here is ignored and the steps compile on first use as usual."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    sds = jax.ShapeDtypeStruct
+    train_args = (state, sds((batch, th, tw, 3), jnp.uint8, sharding=batch_sh), sds((batch,), jnp.int32,
+                  sharding=batch_sh), sds((5,), jnp.float32, sharding=rep), sds((2,), jnp.uint32, sharding=rep))
+    jobs = [lambda: step_fn.lower(*train_args).compile(),
+            lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:
+            for f in [ex.submit(j) for j in jobs]:
+                f.result()
+    except Exception as e:  # noqa: BLE001
+        LOGGER.debug(f"ahead-of-time compilation skipped: {e}")
 
 
 def _tensorboard(save_dir: Path):

@@ -47,6 +47,14 @@ class Evaluator:
         self._step = jax.jit(make_eval_step(module, nc, dtype or jnp.float32),
                              out_shardings=parallel.replicated(self.mesh))
 
+    def warm_up(self, variables, batch: int, size_hw: tuple[int, int]) -> None:
+        """Compile the step for global eval batches of ``batch`` images of ``size_hw`` (ahead of the first use)."""
+        import jax.numpy as jnp
+
+        sds, sh = jax.ShapeDtypeStruct, self.batch_sharding
+        self._step.lower(variables, sds((batch, *size_hw, 3), jnp.uint8, sharding=sh),
+                         sds((batch,), jnp.int32, sharding=sh), sds((batch,), jnp.bool_, sharding=sh)).compile()
+
     def __call__(self, variables, batches) -> ClassifyMetrics:
         t0 = time.perf_counter()
         tot = None
@@ -65,14 +73,18 @@ class Evaluator:
                                n=n, confusion_matrix=tot["cm"], speed={"inference": dt})
 
 
+def eval_batch_size(batch: int, n_dev: int) -> int:
+    """The global eval batch actually used: a positive multiple of the device count."""
+    return max(n_dev, batch // n_dev * n_dev)
+
+
 def validate(module, variables, ds, split: str, imgsz, batch: int, mesh=None, cache=False, workers: int = 0,
              evaluator: Evaluator | None = None) -> ClassifyMetrics:
     """Evaluate ``variables`` on ``split`` of a loaded dataset (global ``batch`` over all devices and hosts)."""
     from jaxyolo import data
 
     evaluator = evaluator or Evaluator(module, ds.nc, mesh)
-    n_dev = evaluator.mesh.devices.size
-    batch = max(n_dev, batch // n_dev * n_dev)
+    batch = eval_batch_size(batch, evaluator.mesh.devices.size)
     batches = data.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, process_index=jax.process_index(),
                                 process_count=jax.process_count(), cache=cache, workers=workers)
     return evaluator(variables, batches)
