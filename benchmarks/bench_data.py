@@ -13,10 +13,7 @@ A dated row (date, machine, command, numbers, ratio) is appended to benchmarks/R
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,6 +34,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import _results as R  # noqa: E402
 
 BATCH = 32
 IMGSZ = 224
@@ -121,16 +121,6 @@ def bench_jaxyolo(root: Path, workers: int, epochs: int):
     return times, scan
 
 
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2000)
@@ -168,37 +158,13 @@ def main():
     ratio = ips(rows["jaxyolo"]) / ips(rows["ultralytics"]) if "ultralytics" in rows else float("nan")
     cpu_ratio = cpu_ms(rows["ultralytics"]) / cpu_ms(rows["jaxyolo"]) if "ultralytics" in rows else float("nan")
     print(f"ratio jaxyolo/ultralytics: {ratio:.2f}x images/s, {cpu_ratio:.2f}x less CPU per image")
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-
-    res = Path(a.results)
-    if not res.exists():
-        res.write_text(
-            "# Benchmark results\n\nOne row per run, appended by the benchmark scripts.\n\n"
-            "| date | benchmark | machine | command | numbers | ratio |\n|---|---|---|---|---|---|\n"
-        )
-    cmd = "python benchmarks/bench_data.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     nums = (f"jaxyolo {ips(rows['jaxyolo']):.0f} img/s ({cpu_ms(rows['jaxyolo']):.1f} CPU ms/img)"
             + (f", ultralytics {ips(rows['ultralytics']):.0f} img/s ({cpu_ms(rows['ultralytics']):.1f} CPU ms/img)"
                if "ultralytics" in rows else "")
             + f"; train @224, batch {BATCH}, RandAugment+erasing, {a.images} JPEGs, workers={a.workers}, "
-            f"{a.epochs} timed epoch(s) after 1 warm-up; load avg {load:.1f}")
-    machine = f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores"
-    row = (f"| {datetime.date.today().isoformat()} | bench_data | {machine} | `{cmd.strip()}` | {nums} | "
-           f"{ratio:.2f}x img/s, {cpu_ratio:.2f}x CPU |")
-    lines = res.read_text().rstrip("\n").split("\n")
-    table = [i for i, line in enumerate(lines) if line.startswith("|")]
-    if table:  # append to the end of the first table (notes may follow it), not blindly at the end of the file
-        end = table[0]
-        while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-            end += 1
-        lines.insert(end + 1, row)
-    else:
-        lines.append(row)
-    res.write_text("\n".join(lines) + "\n")
-    print(f"appended to {res}")
+            f"{a.epochs} timed epoch(s) after 1 warm-up; peak RSS {R.peak_rss_mib():.0f} MiB (this process); "
+            f"load avg {R.load_avg():.1f}")
+    R.append_row(a.results, "bench_data", nums, f"{ratio:.2f}x img/s, {cpu_ratio:.2f}x CPU")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -27,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import _results as R  # noqa: E402
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 try:  # torchvision (triton) before anything imports TensorFlow: the other order segfaults
@@ -35,16 +35,6 @@ except ImportError:
     pass
 
 import numpy as np  # noqa: E402
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def session(path, threads):
@@ -116,7 +106,7 @@ def main():
     import onnxruntime as ort
 
     print(f"\n{a.model} ONNX, batch {a.batch} at {a.imgsz}, onnxruntime {ort.__version__} CPU, {a.threads} threads, "
-          f"{a.repeats} x {a.runs} runs, {cpu_name()}, {os.cpu_count()} cores")
+          f"{a.repeats} x {a.runs} runs, {R.cpu_name()}, {os.cpu_count()} cores")
     print(f"{'export':<13}{'median ms':>11}{'rep. range ms':>18}{'nodes':>7}{'Transpose':>11}  file")
     for k, path in (("jaxyolo", ours), ("ultralytics", theirs)):
         c = op_counts(path)
@@ -129,19 +119,11 @@ def main():
 
     if a.no_append:
         return
-    res = Path(a.results)
-    if not res.exists():
-        res.write_text("# Benchmark results\n\nOne row per run, appended by the benchmark scripts.\n\n"
-                       "| date | benchmark | machine | command | numbers | ratio |\n|---|---|---|---|---|---|\n")
-    cmd = "python benchmarks/bench_onnx.py " + " ".join(shlex.quote(v) for v in sys.argv[1:])
     nums = (f"jaxyolo ONNX {ms['jaxyolo']:.3f} ms, Ultralytics ONNX {ms['ultralytics']:.3f} ms ({a.model}, batch "
             f"{a.batch} @{a.imgsz}, onnxruntime {ort.__version__} CPU, {a.threads} threads, median of {a.repeats}x"
-            f"{a.runs}; probs diff {diff:.1e}; same op sequence: {'yes' if same else 'no'})")
-    machine = f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores"
-    with open(res, "a") as f:
-        f.write(f"| {datetime.date.today().isoformat()} | bench_onnx | {machine} | `{cmd.strip()}` | {nums} | "
-                f"{ratio:.2f}x |\n")
-    print(f"appended to {res}")
+            f"{a.runs}; probs diff {diff:.1e}; same op sequence: {'yes' if same else 'no'}; load avg "
+            f"{R.load_avg():.1f})")
+    R.append_row(a.results, "bench_onnx", nums, f"{ratio:.2f}x")
 
 
 if __name__ == "__main__":

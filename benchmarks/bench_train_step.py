@@ -13,7 +13,6 @@ Each measurement is the median of --repeats timings of --steps steps. Appends ro
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import statistics
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,8 @@ from jaxyolo.engine.model import init_variables
 from jaxyolo.engine.steps import create_state, make_train_step
 from jaxyolo.nn.build import build_model
 from jaxyolo.nn.summary import gflops
+
+import _results as R  # noqa: E402  (benchmarks/_results.py)
 
 PEAK_BF16 = {"H200": 790e12, "H100": 790e12}  # measured dense bf16 matmul ceiling on this workplace's Hopper GPUs
 
@@ -178,20 +180,16 @@ def main():
                   f"(step {j['step_ms']:.1f} ms, compile {j['compile_s']:.1f} s), infer {j['infer_img_s']:.1f} img/s"
                   + (f" | ultralytics train {t['train_img_s']:.1f} img/s, infer {t['infer_img_s']:.1f} img/s | "
                      f"ratio train {tr}, infer {ir}" if t else "") + (f" | MFU {mfu}" if mfu else ""), flush=True)
-    cmd = "python " + " ".join(sys.argv)
-    with open(a.results, "a") as f:
-        f.write(f"\n### Train step / inference throughput — {datetime.date.today()} — {machine}\n")
-        f.write(f"`{cmd}` ({versions}; median of {a.repeats} x {a.steps} steps)\n\n")
-        f.write("| model | imgsz | batch | precision | jaxyolo train img/s | Ultralytics train img/s | ratio | "
-                "jaxyolo infer img/s | Ultralytics infer img/s | ratio | jax compile s | MFU |\n")
-        f.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-        for name, s, b, p, j, t, mfu in rows:
-            f.write(f"| {name} | {s} | {b} | {p} | {j['train_img_s']:.1f} | "
-                    f"{t['train_img_s']:.1f} | {j['train_img_s'] / t['train_img_s']:.2f} | " if t else
-                    f"| {name} | {s} | {b} | {p} | {j['train_img_s']:.1f} | - | - | ")
-            f.write(f"{j['infer_img_s']:.1f} | " + (f"{t['infer_img_s']:.1f} | {j['infer_img_s'] / t['infer_img_s']:.2f}"
-                                                     if t else "- | -") + f" | {j['compile_s']:.1f} | {mfu or '-'} |\n")
-
+    for name, s, b, p, j, t, mfu in rows:
+        nums = (f"{name} @{s}, batch {b}, {p}: train {j['train_img_s']:.1f} img/s (step {j['step_ms']:.1f} ms, "
+                f"compile {j['compile_s']:.1f} s)" + (f" vs Ultralytics {t['train_img_s']:.1f} img/s" if t else "")
+                + f"; inference {j['infer_img_s']:.1f}" + (f" vs {t['infer_img_s']:.1f} img/s" if t else " img/s")
+                + (f"; MFU {mfu}" if mfu else "") + f"; peak RSS {R.peak_rss_mib():.0f} MiB (both sides, one "
+                f"process); {versions}; median of {a.repeats} x {a.steps} steps; load avg {R.load_avg():.1f}")
+        ratio = (f"train {j['train_img_s'] / t['train_img_s']:.2f}x, infer {j['infer_img_s'] / t['infer_img_s']:.2f}x"
+                 if t else "-")
+        R.append_row(a.results, "bench_train_step" + (" (GPU)" if jax.default_backend() == "gpu" else ""), nums,
+                     ratio, machine_desc=f"{platform.node()}: {machine}")
 
 if __name__ == "__main__":
     main()
