@@ -41,7 +41,7 @@ HELP = """jaxyolo {version}: Ultralytics YOLO image classification in JAX/Flax (
 
 Usage: jaxyolo [TASK] MODE key=value ...          (the syntax of Ultralytics' `yolo` command)
     TASK       classify (optional: the only task jaxyolo has)
-    MODE       train | val | predict | export
+    MODE       train | val | predict | export | benchmark
     key=value  Ultralytics' argument names and defaults (list them with `jaxyolo cfg`), e.g. imgsz=224 batch=64
 
 Each mode, and the Ultralytics command it stands for:
@@ -60,6 +60,13 @@ Each mode, and the Ultralytics command it stands for:
            = yolo export model=path/to/best.pt format=onnx imgsz=224
            format= torchscript (default), onnx, openvino, engine, coreml, saved_model, pb, tflite, edgetpu, tfjs,
            paddle, ncnn. Exported models predict and validate too: jaxyolo predict model=best.onnx source=img.jpg
+  benchmark jaxyolo benchmark model=runs/classify/train/weights/best.pt data=digits imgsz=32 [format=onnx] [half]
+           = yolo benchmark model=path/to/best.pt data=mnist160 imgsz=32
+           exports to every format available on this machine, validates and times each, prints a table (format,
+           status, size MB, top-1, ms/image, FPS) and writes it to runs/classify/benchmark[-N]/benchmarks.log + .csv.
+           model= is required; data= defaults to the model's training dataset (else digits), imgsz= to its training
+           size (224 for a model YAML); format= limits it to one format (or a comma list, e.g. format=jax,onnx);
+           verbose=0.9 fails unless every validated format reaches top-1 0.9
 
 model= also accepts a run directory (uses weights/best.pt), a run's checkpoints/ folder (orbax, EMA weights) and an
 exported model (best.onnx, best_openvino_model/, ...).
@@ -323,6 +330,9 @@ def run_mode(overrides: dict) -> int:
 
     verbose = overrides.get("verbose", True)
     ensure_logging(bool(verbose) if isinstance(verbose, bool) else True)
+    floor = None  # benchmark's verbose=<float>: a floor on every validated format's top-1 (as in Ultralytics)
+    if overrides.get("mode") == "benchmark" and isinstance(verbose, float):
+        overrides, floor = {k: v for k, v in overrides.items() if k != "verbose"}, verbose
     args = check_args(overrides, "command line")
     args.pop("task", None)
     mode = args.pop("mode", None)
@@ -337,9 +347,9 @@ def run_mode(overrides: dict) -> int:
                 raise CLIError("no mode given: add train, val, predict or export (e.g. 'jaxyolo classify val "
                                "model=best.pt')")
             return 0
-    if mode in ("track", "benchmark"):
-        why = "tracking is for detection models" if mode == "track" else "use the scripts in benchmarks/"
-        raise CLIError(f"mode={mode} is not available in jaxyolo ({why}); modes: train, val, predict, export")
+    if mode == "track":
+        raise CLIError("mode=track is not available in jaxyolo (tracking is for detection models); modes: train, "
+                       "val, predict, export, benchmark")
     if mode not in MODES:
         close = difflib.get_close_matches(str(mode), MODES[:4], n=1)
         raise CLIError(f"mode={mode} is not a valid mode" + (f"; did you mean '{close[0]}'?" if close else "")
@@ -351,7 +361,10 @@ def run_mode(overrides: dict) -> int:
                            "(Ultralytics' sample images are not shipped)")
         from jaxyolo.engine.predict import resolve_source
 
-        resolve_source(str(args["source"]))  # a missing path fails now, before the model is loaded
+        src = args["source"]
+        if not isinstance(src, (list, tuple)):
+            args["source"] = src = str(src)
+        resolve_source(src)  # a missing path fails now, before the model is loaded
     model = args.pop("model", None)
     if model is None:
         if mode != "train":
@@ -379,6 +392,15 @@ def run_mode(overrides: dict) -> int:
         if "format" not in args:
             LOGGER.info("format= not given: exporting to torchscript (Ultralytics' default)")
         print(yolo.export(**args))
+    elif mode == "benchmark":
+        from jaxyolo.engine.benchmark import BenchmarkFailure
+
+        if floor is not None:
+            args["verbose"] = floor
+        try:
+            yolo.benchmark(**args)  # prints the table; writes runs/classify/benchmark[-N]/benchmarks.log + .csv
+        except BenchmarkFailure as e:
+            raise CLIError(str(e)) from None
     return 0
 
 

@@ -113,8 +113,9 @@ def test_detection_yaml_is_refused(tmp_path, capsys):
                    "head:\n  - [[1], 1, Detect, [nc]]\n")
     Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
     assert cli.entrypoint(["predict", f"model={det}", f"source={tmp_path / 'img.png'}"]) == 1
-    err = capsys.readouterr().err
-    assert "a detect model YAML (its head is Detect, not Classify)" in err and "classification" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"jaxyolo: error: {det}: "), err
+    assert "a detect model YAML (its head is Detect, not Classify)" in err[0] and "classification" in err[0]
 
 
 def test_special_commands(capsys, tmp_path, monkeypatch):
@@ -240,8 +241,9 @@ def test_cli_predict_save_txt_and_unreadable_image(trained):
                 f"project={tmp / 'pred'}", cwd=tmp)
     no_traceback(p)
     assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout + p.stderr
-    assert "broken.jpg" in out and "image read error" in out.lower()
+    # the unreadable image: one warning line naming it; the others are still predicted (below)
+    out = (p.stdout + p.stderr).splitlines()
+    assert [ln for ln in out if "broken.jpg" in ln] == [f"WARNING: image read error, skipped: {src / 'broken.jpg'}"]
     save_dir = tmp / "pred" / "predict"
     labels = sorted((save_dir / "labels").glob("*.txt"))
     assert [f.stem for f in labels] == sorted(f.stem for f in imgs)
@@ -330,3 +332,68 @@ def test_detection_checkpoint_is_refused(tmp_path, capsys):
     assert cli.entrypoint(["predict", f"model={det}", f"source={tmp_path / 'img.png'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a detect model (its head is Detect, not Classify)" in err[0], err
+
+
+# ---------------------------------------------------------------------------------------------- sources and bad input
+
+
+def test_cli_list_source_is_predicted_as_a_list(trained, capsys):
+    """`source=['a.png','b.png']` (smart_value makes it a list) is passed on as a list, not str()-ed into a path that
+    does not exist; a missing entry is named in a one-line error."""
+    tmp, folder, run = trained
+    a, b = sorted((folder / "val").glob("*/*.png"))[:2]
+    assert cli.entrypoint(["predict", f"model={run}", f"source=['{a}', '{b}']", "save=False"]) == 0
+    out = capsys.readouterr().out
+    assert f"image 1/2 {a}: 32x32 class" in out and f"image 2/2 {b}: 32x32 class" in out
+    missing = tmp / "missing.png"
+    assert cli.entrypoint(["predict", f"model={run}", f"source=['{a}','{missing}']"]) == 1
+    assert capsys.readouterr().err.strip() == f"jaxyolo: error: source '{missing}' does not exist"
+
+
+def _detect_onnx(path: Path) -> None:
+    """A tiny ONNX graph whose Ultralytics metadata says task=detect (what `yolo export model=yolov8n.pt` writes)."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 32, 32])
+    m = helper.make_model(helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "det", [x], [y]))
+    for k, v in {"task": "detect", "names": "{0: 'person'}", "imgsz": "[32, 32]", "batch": "1"}.items():
+        m.metadata_props.add(key=k, value=v)
+    save(m, str(path))
+
+
+@pytest.mark.parametrize("name, write, message", [
+    ("garbage.pt", lambda p: p.write_bytes(b"\x00\x01 not a checkpoint"), "not a PyTorch checkpoint"),
+    ("empty.pt", lambda p: p.write_bytes(b""), "empty file"),
+    ("photo.jpg", lambda p: Image.new("RGB", (8, 8)).save(p), "unsupported model source"),
+    ("garbage.onnx", lambda p: p.write_bytes(b"\xff\xfe not protobuf"), "cannot be loaded as an exported model"),
+    ("det.onnx", _detect_onnx, "an exported detect model"),
+])
+def test_bad_model_files_are_one_clean_line(name, write, message, tmp_path, capsys):
+    """A file that is not a classification model: one `jaxyolo: error:` line naming the file, no traceback."""
+    if name.endswith(".onnx"):
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    f = tmp_path / name
+    write(f)
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    assert cli.entrypoint(["predict", f"model={f}", f"source={tmp_path / 'img.png'}", "save=False"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"jaxyolo: error: {f}"), err
+    assert message in err[0], err[0]
+
+
+def test_bad_input_in_a_subprocess_is_one_line(tmp_path):
+    """As a user sees it: the whole stderr is the one error line (a missing source; a detection model YAML)."""
+    p = run_cli("classify", "predict", "model=yolov8n-cls.yaml", f"source={tmp_path / 'nope'}", cwd=tmp_path,
+                timeout=300)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [f"jaxyolo: error: source '{tmp_path / 'nope'}' does not exist"]
+    det = tmp_path / "yolov8n.yaml"
+    det.write_text("nc: 80\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\nhead:\n  - [[0], 1, Detect, [nc]]\n")
+    Image.new("RGB", (40, 30)).save(tmp_path / "img.png")
+    p = run_cli("predict", f"model={det}", f"source={tmp_path / 'img.png'}", cwd=tmp_path, timeout=300)
+    assert p.returncode == 1
+    no_traceback(p)
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"jaxyolo: error: {det}: a detect model YAML"), p.stderr[-2000:]

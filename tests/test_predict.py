@@ -1,9 +1,7 @@
-"""Prediction: sources, Results/Probs, saving, bad input, and parity with Ultralytics' predictions."""
+"""Prediction: sources, Results/Probs, saving, bad input (parity with Ultralytics: test_predict_ultralytics.py)."""
 
-import importlib.util
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -187,84 +185,5 @@ def test_video_source(model, tmp_path):
         "clip_1.txt", "clip_2.txt", "clip_3.txt"]
 
 
-# ------------------------------------------------------------------------------------------- parity: Ultralytics
-
-
-def make_digit_images(root: Path, per_class: dict, seed=0) -> list[Path]:
-    """sklearn digits upscaled to random sizes and aspect ratios, tinted, noisy, saved as JPEG or PNG."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    rng = np.random.default_rng(seed)
-    by_class = {c: np.flatnonzero(d.target == c) for c in range(10)}
-    out = []
-    for split, n in per_class.items():
-        for c in range(10):
-            cdir = root / split / f"digit{c}"
-            cdir.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                g = d.images[rng.choice(by_class[c])] / 16.0
-                h = int(rng.integers(20, 72))
-                w = int(np.clip(h * rng.uniform(0.6, 1.6), 20, 108))
-                a = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC),
-                               np.float32)[..., None] / 255.0
-                fg, bg = rng.uniform(150, 255, 3), rng.uniform(0, 90, 3)
-                rgb = np.clip(bg * (1 - a) + fg * a + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
-                if rng.random() < 0.6:
-                    p = cdir / f"{split}_{c}_{i}.jpg"
-                    Image.fromarray(rgb).save(p, quality=int(rng.integers(70, 96)))
-                else:
-                    p = cdir / f"{split}_{c}_{i}.png"
-                    Image.fromarray(rgb).save(p)
-                out.append(p)
-    return out
-
-
-ULTRALYTICS_SIDE = """
-import sys
-import numpy as np
-import ultralytics
-data, src, project, out = sys.argv[1:5]
-u = ultralytics.YOLO("yolov8n-cls.yaml")
-u.train(data=data, epochs=3, imgsz=32, batch=16, device="cpu", workers=0, plots=False, project=project, name="run",
-        verbose=False, amp=False)
-res = ultralytics.YOLO(project + "/run/weights/best.pt").predict(src, verbose=False)
-np.savez(out, paths=np.array([r.path for r in res]), probs=np.stack([r.probs.data.numpy() for r in res]))
-"""
-
-
-@pytest.mark.ultralytics
-def test_predictions_match_ultralytics(tmp_path):
-    """A checkpoint trained by the real Ultralytics trainer: jaxyolo's and Ultralytics' predictions on 200 varied
-    images (sizes 20..108 px, aspect 0.6..1.6, JPEG/PNG) agree on the top-1 class and its confidence. (Ultralytics
-    runs in a subprocess: importing it monkey-patches PIL.Image.open for the whole process.)"""
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("ultralytics") is None:  # not imported here: see below
-        pytest.skip("ultralytics is not installed")
-    make_digit_images(tmp_path / "data", {"train": 20, "val": 5})
-    pred = tmp_path / "pred"
-    make_digit_images(pred, {"all": 20}, seed=1)
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for f in pred.glob("all/*/*"):
-        f.rename(flat / f.name)
-    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
-    p = subprocess.run([sys.executable, "-c", ULTRALYTICS_SIDE, str(tmp_path / "data"), str(flat),
-                        str(tmp_path / "ul"), str(tmp_path / "ref.npz")], capture_output=True, text=True, env=env,
-                       timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    z = np.load(tmp_path / "ref.npz")
-    ref = dict(zip(z["paths"].tolist(), z["probs"]))
-    best = tmp_path / "ul" / "run" / "weights" / "best.pt"
-    from jaxyolo import YOLO
-
-    ours = {r.path: r.probs.data for r in YOLO(str(best)).predict(str(flat), verbose=False)}
-    assert len(ref) == 200 and set(ours) == set(ref)
-    keys = sorted(ref)
-    U, J = np.stack([ref[k] for k in keys]), np.stack([ours[k] for k in keys])
-    assert (U.argmax(1) == J.argmax(1)).mean() >= 0.99
-    top1 = U.argmax(1)
-    assert np.abs(U[np.arange(200), top1] - J[np.arange(200), top1]).max() <= 1e-3
-    assert np.abs(U - J).max() <= 1e-3
+# Parity with Ultralytics' predictions (a checkpoint trained by the real Ultralytics trainer, the two CLIs and the two
+# Python APIs on 200 real digits, tinted, resized, PNG and JPEG): tests/test_predict_ultralytics.py

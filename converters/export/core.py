@@ -73,7 +73,8 @@ def output_path(yolo, fmt, out_dir: Path | None = None, args: dict | None = None
     src = Path(src)
     stem = src.stem
     base = out_dir or (src.parent if getattr(yolo, "ckpt_path", None) else Path.cwd())
-    return Path(base) / f"{stem}{fmt.suffix_for(args)}"
+    # absolute: several converters (pnnx, onnx2tf) run in another working directory
+    return (Path(base) / f"{stem}{fmt.suffix_for(args)}").absolute()
 
 
 def export(yolo, format: str = "torchscript", *, imgsz=None, batch: int = 1, out_dir=None, **kw) -> str:

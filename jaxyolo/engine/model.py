@@ -13,8 +13,10 @@ import numpy as np
 
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.summary import model_info
+from jaxyolo.utils.jax_cache import enable_compilation_cache
 
 LOGGER = logging.getLogger("jaxyolo")
+enable_compilation_cache()  # before anything compiles (JAX decides once per process); see utils/jax_cache.py
 
 
 def display_name(cfg: dict) -> str:
@@ -260,9 +262,23 @@ class YOLO:
         return {i: str(i) for i in range(nc)}
 
     def _load_exported(self, path: str) -> None:
+        from converters.export.core import ExportError
         from jaxyolo.engine.backends import load_backend
 
-        self.backend = load_backend(path)
+        try:
+            backend = load_backend(path)
+        except (ImportError, ExportError):  # a missing runtime: the message already says what to install
+            raise
+        except Exception as e:  # noqa: BLE001 - a back-end's own error (protobuf, torch.jit, ...): one line, the path
+            if isinstance(e, (ValueError, OSError)) and str(path) in str(e):
+                raise
+            why = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ValueError(f"{path}: cannot be loaded as an exported model ({type(e).__name__}: {why})") from e
+        task = str((backend.meta or {}).get("task") or "classify")
+        if task != "classify":
+            raise ValueError(f"{path}: an exported {task} model (its metadata says task={task}); jaxyolo supports "
+                             f"only classification models such as yolov8n-cls / yolo11n-cls")
+        self.backend = backend
         self.module = self.variables = None
         self.cfg = {"yaml_file": str(path), "channels": 3}
         self.names = dict(self.backend.names)
@@ -566,6 +582,20 @@ class YOLO:
         keep = ("half", "int8", "dynamic", "simplify", "opset", "workspace", "optimize", "keras", "nms", "data")
         extra = {k: args[k] for k in keep if k in args}
         return run_export(self, fmt, imgsz=imgsz, batch=batch, **extra)
+
+    def benchmark(self, **kwargs):
+        """Export to every format available here, validate and time each (Ultralytics' ``model.benchmark``):
+        ``data`` (default: the training dataset, else digits), ``imgsz`` (default: the training size), ``half``,
+        ``int8``, ``format`` (one format, or a comma list), ``verbose`` (True: fail on any failed format; a float:
+        also a floor on top-1). Prints the table; returns the rows (see ``jaxyolo.engine.benchmark``)."""
+        from jaxyolo.engine.benchmark import benchmark as run_benchmark
+
+        self._require_jax("be benchmarked")
+        verbose = kwargs.pop("verbose", False)  # may be a float floor, which the bool-typed cfg key would reject
+        args = self._args(kwargs)
+        args.pop("mode", None)
+        args.pop("model", None)
+        return run_benchmark(self, verbose=verbose, **args)
 
     def __repr__(self) -> str:
         if self.backend is not None:
