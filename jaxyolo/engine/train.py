@@ -168,7 +168,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     recipe = optim.resolve_recipe(args, ds.nc, ds.splits["train"], nb)
     assert recipe.epochs == epochs, (recipe.epochs, epochs)
     tx = optim.build_tx(recipe, yolo.variables["params"])
-    state = create_state(yolo.variables, tx)
+    state = jax.jit(create_state, static_argnums=1)(yolo.variables, tx)  # one compile, not one per leaf
     shardings = parallel.state_shardings(mesh, state, bool(args["fsdp"]))
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
@@ -177,7 +177,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                       in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
                       donate_argnums=(0,))
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
-    _warm_up(step_fn, evaluator, state, batch, batch_sh, rep, imgsz, n_dev)
+    _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev)
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
                 f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
                 f"{recipe.accumulate}, warmup {recipe.warmup_iters} iterations")
@@ -312,16 +312,18 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     return best
 
 
-def _warm_up(step_fn, evaluator, state, batch, batch_sh, rep, imgsz, n_dev) -> None:
+def _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev) -> None:
     """Compile the train and eval steps side by side before the first batch (each XLA compile is mostly one thread,
     and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache. Only a speed
-    optimisation: any failure here is ignored and the steps compile on first use as usual."""
+    optimisation: any failure here is ignored and the steps compile on first use as usual. The abstract arguments
+    must equal the real ones in shape, dtype *and* sharding (hp and rng arrive uncommitted), or the jit cache
+    misses and the step compiles twice (``JAX_EXPLAIN_CACHE_MISSES=1`` shows why)."""
     from concurrent.futures import ThreadPoolExecutor
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     sds = jax.ShapeDtypeStruct
     train_args = (state, sds((batch, th, tw, 3), jnp.uint8, sharding=batch_sh), sds((batch,), jnp.int32,
-                  sharding=batch_sh), sds((5,), jnp.float32, sharding=rep), sds((2,), jnp.uint32, sharding=rep))
+                  sharding=batch_sh), sds((5,), jnp.float32), sds((2,), jnp.uint32))  # hp, rng: uncommitted
     jobs = [lambda: step_fn.lower(*train_args).compile(),
             lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
     try:
