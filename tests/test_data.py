@@ -532,3 +532,37 @@ def test_tfds_source(tmp_path):
         assert sorted(labels) == sorted([i % 3 for i in range(23)])
     cached = list(train_batches(ds, cache="ram", **kw))
     assert len(cached) == 8 and cached[0][0].shape == (8, 16, 16, 3)
+
+
+def test_read_only_dataset_caches_elsewhere(tmp_path, monkeypatch):
+    """A dataset folder we may not write to (a shared/read-only mount): the scan cache and the decoded-image disk
+    cache go to $JAXYOLO_CACHE_DIR, nothing is written under the dataset, and a second load hits the moved cache.
+    (Tests run as root, where chmod does not stop writes, so the permission probe is what gets patched.)"""
+    from jaxyolo.data import folders
+
+    root = tmp_path / "ro"
+    for split, n in (("train", 8), ("val", 4)):
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(natural(24, 24, i + 100 * (c == "b"))).save(d / f"{i}.png")
+    before = sorted(str(p) for p in root.rglob("*"))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("JAXYOLO_CACHE_DIR", str(cache))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if str(p).startswith(str(root)) and mode & os.W_OK
+                        else real_access(p, mode, *a, **k))
+    ds = load_dataset(str(root))
+    assert ds.splits["train"] == 16 and ds.splits["val"] == 8
+    aug = dict(scale=0.5, fliplr=0.5, auto_augment="", hsv_h=0, hsv_s=0, hsv_v=0, erasing=0.0)
+    x, y = next(iter(train_batches(ds, imgsz=16, batch_size=8, seed=0, epoch=0, aug=aug, cache="disk")))
+    assert x.shape == (8, 16, 16, 3)
+    assert sorted(str(p) for p in root.rglob("*")) == before  # nothing written under the read-only dataset
+    scans = sorted((cache / "scans").glob("*.jaxyolo.cache.json"))
+    assert len(scans) == 2, scans  # train and val
+    assert any((cache / "decoded").iterdir())
+    calls = []
+    monkeypatch.setattr(folders, "_write_cache", lambda *a, **k: calls.append(a), raising=False)
+    assert load_dataset(str(root)).splits == ds.splits
+    assert not calls  # the second load read the moved scan cache
