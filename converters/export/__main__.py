@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--data", default=None, help="calibration data for int8 (dataset like training's data=)")
     ap.add_argument("--opset", type=int, default=None)
-    ap.add_argument("--simplify", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--simplify", action=argparse.BooleanOptionalAction, default=None,
+                    help="onnxslim the ONNX graph (formats that take it; default on, as Ultralytics)")
     ap.add_argument("--workspace", type=float, default=None)
     ap.add_argument("--out-dir", default=None)
     a = ap.parse_args(argv)
