@@ -18,15 +18,76 @@ except ImportError:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Trained `digits` models, shared by any test module that asks for them (session-scoped, trained once on first use)
+# Small shared fixtures
 # ----------------------------------------------------------------------------------------------------------------------
 
 import contextlib  # noqa: E402
+import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+@pytest.fixture
+def jlog():
+    """Messages of the 'jaxyolo' logger (it does not propagate to the root logger, so caplog cannot see them)."""
+
+    class ListHandler(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record.getMessage())
+
+    h = ListHandler()
+    logger = logging.getLogger("jaxyolo")
+    logger.addHandler(h)
+    try:
+        yield h.records
+    finally:
+        logger.removeHandler(h)
+
+
+def _make_colour_folder(root: Path, n_cls=4, n_train=16, n_val=8, size=24, seed=0) -> Path:
+    """Learnable tiny dataset in the Ultralytics layout: each class its own mean colour plus noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c in range(n_cls):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            base = np.array([(c * 70) % 256, (c * 130 + 40) % 256, (255 - c * 60) % 256], np.float32)
+            for i in range(n):
+                img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{c}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def colour_folder():
+    """``colour_folder(root, n_cls=4, n_train=16, n_val=8, size=24, seed=0)`` writes a learnable tiny image folder."""
+    return _make_colour_folder
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, request):
+    """The test module's own working directory: the cwd (runs/ land here), with ``$JAXYOLO_DATASETS_DIR`` inside it
+    (``data='digits'`` materialises there; subprocesses inherit it)."""
+    d = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAXYOLO_DATASETS_DIR", str(d / "datasets"))
+        mp.chdir(d)
+        yield d
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trained `digits` models, shared by any test module that asks for them (session-scoped, trained once on first use)
+# ----------------------------------------------------------------------------------------------------------------------
 
 DIGITS_RECIPE = Path(__file__).resolve().parents[1] / "experiments" / "digits.py"
 
@@ -71,6 +132,13 @@ def digits_datasets_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("digits_datasets")
     load_dataset("digits", data_dir=str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def digits_env(digits_datasets_dir):
+    """``data='digits'`` resolves to the session's materialised copy for the whole test module."""
+    with datasets_env(digits_datasets_dir):
+        yield digits_datasets_dir
 
 
 def _train_digits(tmp_path_factory, datasets_dir, arch: str, epochs: int | None = None) -> TrainedDigits:

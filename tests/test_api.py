@@ -13,16 +13,6 @@ IMGSZ = 32
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JAXYOLO_DATASETS_DIR", str(d / "datasets"))  # digits materialises here
-    mp.chdir(d)
-    yield d
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def trained(workdir):
     from jaxyolo import YOLO
 

@@ -32,16 +32,6 @@ IMGSZ = 32
 HAS_OPENVINO = bm._has_module("openvino")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bench")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JAXYOLO_DATASETS_DIR", str(d / "datasets"))  # digits materialises here
-    mp.chdir(d)
-    yield d
-    mp.undo()
-
-
 @pytest.fixture(autouse=True)
 def quick_timing(monkeypatch):
     monkeypatch.setattr(bm, "LATENCY_BUDGET_S", 0.2)  # the latency loop's budget per format (1 s by default)

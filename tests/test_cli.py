@@ -36,28 +36,6 @@ def test_merge_equals_and_brackets():
         "imgsz=32", "epochs=2", "batch=16", "imgsz=[224,192]"]
 
 
-@pytest.fixture
-def jlog():
-    """Records of the 'jaxyolo' logger (it does not propagate to the root logger, so caplog cannot see them)."""
-    import logging
-
-    class ListHandler(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.DEBUG)
-            self.records = []
-
-        def emit(self, record):
-            self.records.append(record.getMessage())
-
-    h = ListHandler()
-    logger = logging.getLogger("jaxyolo")
-    logger.addHandler(h)
-    try:
-        yield h.records
-    finally:
-        logger.removeHandler(h)
-
-
 def test_parse_rules(jlog):
     o, special = cli.parse_args(["classify", "train", "imgsz=224,192", "plots", "--epochs=3", "lr0=0.01,", "name=007",
                                  "data=path/to/root", "cos_lr=true", "freeze=None"])
@@ -164,29 +142,15 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 # ------------------------------------------------------------------------------------------ train -> val -> predict
 
 
-def make_folder(root: Path, n_cls=4, n_train=16, n_val=8, size=24, seed=0) -> Path:
-    """Learnable tiny dataset: each class its own colour plus noise."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for c in range(n_cls):
-            d = root / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            base = np.array([(c * 70) % 256, (c * 130 + 40) % 256, (255 - c * 60) % 256], np.float32)
-            for i in range(n):
-                img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(d / f"{c}_{i}.png")
-    return root
-
-
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, colour_folder):
     tmp = tmp_path_factory.mktemp("cli")
-    folder = make_folder(tmp / "tinycls")
+    folder = colour_folder(tmp / "tinycls")
     p = run_cli("classify", "train", f"data={folder}", "model=yolov8n-cls.yaml", "epochs=2", "imgsz=32", "batch=32",
                 f"project={tmp / 'P'}", "name=N", "plots=False", "workers=2", cwd=tmp)
     no_traceback(p)

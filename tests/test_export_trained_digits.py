@@ -82,14 +82,6 @@ def report():
 
 
 @pytest.fixture(scope="module")
-def digits_env(digits_datasets_dir):
-    """``data='digits'`` resolves to the session's materialised copy for this whole module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAXYOLO_DATASETS_DIR", str(digits_datasets_dir))
-        yield digits_datasets_dir
-
-
-@pytest.fixture(scope="module")
 def val_split(digits_env):
     """The digits val split after the eval transform, exactly the inputs ``val`` feeds: (uint8 NHWC, labels)."""
     from jaxyolo.data import eval_batches, load_dataset

@@ -1,7 +1,6 @@
 """Prediction: sources, Results/Probs, saving, bad input (parity with Ultralytics: test_predict_ultralytics.py)."""
 
 import json
-import logging
 import tempfile
 from pathlib import Path
 
@@ -13,25 +12,6 @@ from jaxyolo.engine.predict import SourceError, classify_transform, padded_size
 from jaxyolo.engine.results import Probs, Results
 
 IMGSZ = 32
-
-
-@pytest.fixture
-def jlog():
-    class ListHandler(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.DEBUG)
-            self.records = []
-
-        def emit(self, record):
-            self.records.append(record.getMessage())
-
-    h = ListHandler()
-    logger = logging.getLogger("jaxyolo")
-    logger.addHandler(h)
-    try:
-        yield h.records
-    finally:
-        logger.removeHandler(h)
 
 
 @pytest.fixture(scope="module")

@@ -48,24 +48,18 @@ def top1_of_log(stdout: str, image: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("seed")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JAXYOLO_DATASETS_DIR", str(d / "datasets"))  # digits materialises here (subprocesses inherit it)
-    mp.chdir(d)
-    try:
-        from jaxyolo import YOLO
-        from jaxyolo.data import load_dataset
+def workdir(workdir):
+    """conftest's module working directory (cwd, digits inside), plus the page's two inputs."""
+    from jaxyolo import YOLO
+    from jaxyolo.data import load_dataset
 
-        digits = Path(load_dataset("digits").root)
-        # 'image.jpg': a real digit (a 7), upscaled and saved as a JPEG
-        seven = sorted((digits / "val" / "7").glob("*.png"))[0]
-        Image.open(seven).convert("RGB").resize((96, 96), Image.BILINEAR).save(d / "image.jpg", quality=95)
-        # stands in for the page's downloadable pretrained checkpoint
-        YOLO("yolov8n-cls.yaml").save(d / "yolov8n-cls.pt")
-        yield d
-    finally:
-        mp.undo()
+    digits = Path(load_dataset("digits").root)
+    # 'image.jpg': a real digit (a 7), upscaled and saved as a JPEG
+    seven = sorted((digits / "val" / "7").glob("*.png"))[0]
+    Image.open(seven).convert("RGB").resize((96, 96), Image.BILINEAR).save(workdir / "image.jpg", quality=95)
+    # stands in for the page's downloadable pretrained checkpoint
+    YOLO("yolov8n-cls.yaml").save(workdir / "yolov8n-cls.pt")
+    return workdir
 
 
 def test_python_examples_as_written(workdir):

@@ -11,29 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def make_folder(root: Path, n_cls=4, n_train=16, n_val=4, size=24, seed=0) -> Path:
-    """Learnable tiny dataset: each class has its own mean colour plus noise."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for c in range(n_cls):
-            d = root / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            base = np.array([(c * 70) % 256, (c * 130 + 40) % 256, (255 - c * 60) % 256], np.float32)
-            for i in range(n):
-                img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(d / f"{c}_{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("tinycls"))
+def folder(tmp_path_factory, colour_folder):
+    return colour_folder(tmp_path_factory.mktemp("tinycls"), n_val=4)
 
 
 def read_csv(path: Path) -> list[dict]:
