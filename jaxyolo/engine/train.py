@@ -136,25 +136,25 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     ckpt = Checkpointer(save_dir / "checkpoints", keep=int(args["keep_checkpoints"]))
     latest = ckpt.latest_step()
     resume_at = ckpt.restore_meta(latest) if latest is not None else {"epoch": 0, "batch": 0}
-    epochs = int(args["epochs"])
 
     def epoch_batches(epoch: int, start_batch: int):
         return data.train_batches(ds, imgsz=imgsz, batch_size=batch, seed=int(args["seed"]), epoch=epoch,
                                   start_batch=start_batch, aug=aug, process_index=proc, process_count=nproc,
                                   cache=args["cache"], workers=int(args["workers"]))
 
-    prefetch = EpochPrefetcher(epoch_batches, int(resume_at["epoch"]), epochs, int(resume_at["batch"]))
+    prefetch = EpochPrefetcher(epoch_batches, int(resume_at["epoch"]), int(args["epochs"]),
+                               int(resume_at["batch"]))
     writer_bg = BackgroundWriter()
 
     try:
-        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, epochs)
+        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg)
     finally:
         prefetch.close()
         writer_bg.close()
         ckpt.close()
 
 
-def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, epochs) -> ClassifyMetrics:
+def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg) -> ClassifyMetrics:
     imgsz = args["imgsz"]
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
@@ -166,7 +166,6 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     dtype = jnp.bfloat16 if (args["amp"] and on_accel) else jnp.float32
     module = yolo.module.clone(dtype=dtype, dropout=float(args["dropout"]))
     recipe = optim.resolve_recipe(args, ds.nc, ds.splits["train"], nb)
-    assert recipe.epochs == epochs, (recipe.epochs, epochs)
     tx = optim.build_tx(recipe, yolo.variables["params"])
     state = jax.jit(create_state, static_argnums=1)(yolo.variables, tx)  # one compile, not one per leaf
     shardings = parallel.state_shardings(mesh, state, bool(args["fsdp"]))
