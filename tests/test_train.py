@@ -185,3 +185,22 @@ def test_nan_loss_stops_and_never_writes_best(folder, tmp_path):
     best = tmp_path / "nan" / "weights" / "best.pt"
     if best.exists():  # written by an epoch before the divergence: its weights must be finite
         assert all(np.isfinite(v).all() for v in load_pt_state(best).values())
+
+
+def test_runs_in_one_process_log_to_their_own_file_and_to_the_current_stdout(folder, tmp_path, capsys):
+    """Two ``train()`` calls in one process (the Python API): each run's train.log holds only its own lines, and the
+    console lines go to whatever sys.stdout is at the time (pytest swaps it per test; a handler bound to an old
+    stream would print nowhere)."""
+    from jaxyolo.engine.train import train
+
+    kw = dict(data=str(folder), model="yolov8n-cls.yaml", epochs=1, imgsz=32, batch=16, optimizer="SGD", plots=False)
+    train(dict(kw, lr0=0.01), save_dir=tmp_path / "first")
+    first_out = capsys.readouterr().out
+    train(dict(kw, lr0=0.02), save_dir=tmp_path / "second")
+    second_out = capsys.readouterr().out
+    for out, lr in ((first_out, "lr=0.01"), (second_out, "lr=0.02")):
+        assert lr in out and "1 epochs completed" in out
+    first_log = (tmp_path / "first" / "train.log").read_text()
+    second_log = (tmp_path / "second" / "train.log").read_text()
+    assert "lr=0.01" in first_log and "lr=0.02" not in first_log
+    assert "lr=0.02" in second_log and "lr=0.01" not in second_log

@@ -24,7 +24,6 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from converters.torch_weights.mapping import variables_to_state_dict

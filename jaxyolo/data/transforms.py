@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
+from jaxyolo.utils.images import to_uint8_hwc3
 
 __all__ = [
     "eval_transform",
@@ -141,19 +142,7 @@ def eval_transform_np(img, imgsz) -> np.ndarray:
     """Host-side eval transform for predict: uint8 HWC RGB numpy (grey HW and RGBA accepted) -> uint8 [h, w, 3].
 
     Runs the very same TF ops as the tf.data eval pipeline (one traced function per imgsz)."""
-    a = np.asarray(img)
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an HWC RGB image, got shape {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating) and a.max(initial=0) <= 1.0:
-            a = a * 255.0
-        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    a = to_uint8_hwc3(img)
     key = parse_imgsz(imgsz)
     fn = _EVAL_FNS.get(key)
     if fn is None:

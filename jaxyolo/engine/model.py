@@ -13,10 +13,8 @@ import numpy as np
 
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.summary import model_info
-from jaxyolo.utils.jax_cache import enable_compilation_cache
 
 LOGGER = logging.getLogger("jaxyolo")
-enable_compilation_cache()  # before anything compiles (JAX decides once per process); see utils/jax_cache.py
 
 
 def display_name(cfg: dict) -> str:

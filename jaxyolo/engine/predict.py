@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from jaxyolo.engine.results import Results
+from jaxyolo.utils.images import to_uint8_hwc3
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -160,20 +161,10 @@ def parse_imgsz(imgsz) -> tuple[int, int]:
 
 
 def _bgr_from_array(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise SourceError(f"an image array must be HWC (BGR, grey or BGRA), got shape {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0:
-            a = a * 255.0
-        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
-    return a
+    try:
+        return to_uint8_hwc3(a)
+    except ValueError:
+        raise SourceError(f"an image array must be HWC (BGR, grey or BGRA), got shape {np.shape(a)}") from None
 
 
 _PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}

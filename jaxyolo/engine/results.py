@@ -13,7 +13,24 @@ from pathlib import Path
 import numpy as np
 
 
-class Probs:
+class _OnHost:
+    """Ultralytics' tensor-moving methods (``cpu/numpy/cuda/to``): here everything is already host numpy, so each
+    returns the object itself and code written for Ultralytics keeps working."""
+
+    def cpu(self):
+        return self
+
+    def numpy(self):
+        return self
+
+    def cuda(self):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self
+
+
+class Probs(_OnHost):
     """Class probabilities of one image: ``data`` (nc,), ``top1``, ``top5``, ``top1conf``, ``top5conf``."""
 
     def __init__(self, probs, orig_shape=None):
@@ -44,24 +61,11 @@ class Probs:
     def __len__(self) -> int:
         return len(self.data)
 
-    # Ultralytics' tensor-moving methods: here everything is already host numpy
-    def cpu(self) -> "Probs":
-        return self
-
-    def numpy(self) -> "Probs":
-        return self
-
-    def cuda(self) -> "Probs":
-        return self
-
-    def to(self, *args, **kwargs) -> "Probs":
-        return self
-
     def __repr__(self) -> str:
         return f"Probs(top1={self.top1}, top1conf={float(self.top1conf):.4f}, top5={self.top5})"
 
 
-class Results:
+class Results(_OnHost):
     """The result of classifying one image (or one video frame)."""
 
     boxes = masks = keypoints = obb = None  # detection-task fields, always None for classification
@@ -77,18 +81,6 @@ class Results:
 
     def __len__(self) -> int:
         return 0 if self.probs is None else len(self.probs)
-
-    def cpu(self) -> "Results":
-        return self
-
-    def numpy(self) -> "Results":
-        return self
-
-    def cuda(self) -> "Results":
-        return self
-
-    def to(self, *args, **kwargs) -> "Results":
-        return self
 
     def verbose(self) -> str:
         """``'cat 0.92, dog 0.05, ..., '`` as Ultralytics logs each image."""

@@ -11,7 +11,6 @@ import csv
 import logging
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -52,18 +51,20 @@ def check_imgsz(imgsz) -> int | tuple[int, int]:
     return imgsz if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
 
 
-def setup_logging(save_dir: Path | None = None, verbose: bool = True) -> None:
-    if not any(getattr(h, "_jaxyolo", False) for h in LOGGER.handlers):
-        h = logging.StreamHandler(sys.stdout)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._jaxyolo = True
-        LOGGER.addHandler(h)
+def setup_logging(save_dir: Path | None = None, verbose: bool = True) -> logging.Handler | None:
+    """The 'jaxyolo' logger to stdout (``predict.ensure_logging``'s handler), plus ``save_dir/train.log`` for this run;
+    returns that file handler, which the caller removes when the run ends (a second ``train()`` in the same process
+    must not write into the first run's log)."""
+    from jaxyolo.engine.predict import ensure_logging
+
+    ensure_logging(verbose)
     LOGGER.setLevel(logging.INFO if verbose else logging.WARNING)
-    LOGGER.propagate = False
-    if save_dir is not None:
-        fh = logging.FileHandler(save_dir / "train.log")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        LOGGER.addHandler(fh)
+    if save_dir is None:
+        return None
+    fh = logging.FileHandler(save_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOGGER.addHandler(fh)
+    return fh
 
 
 def build_model_for(args: dict, nc: int, names: dict):
@@ -97,12 +98,8 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     ``save_dir`` (``--workdir``) fixes the run directory; rerunning with the same directory resumes exactly.
     Returns the validation metrics of the best epoch.
     """
-    from jaxyolo import data
-    from jaxyolo.utils.jax_cache import enable_compilation_cache
-
-    enable_compilation_cache()
     args = get_cfg(overrides)
-    args["imgsz"] = imgsz = check_imgsz(args["imgsz"])
+    args["imgsz"] = check_imgsz(args["imgsz"])
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
 
@@ -115,7 +112,20 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     save_dir = Path(save_dir) if save_dir is not None else run_dir(args["project"], args["name"], "train",
                                                                     args["exist_ok"])
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
-    setup_logging(save_dir if main else None, bool(args["verbose"]))
+    log_file = setup_logging(save_dir if main else None, bool(args["verbose"]))
+    try:
+        return _set_up_and_train(args, save_dir, proc, nproc)
+    finally:
+        if log_file is not None:
+            LOGGER.removeHandler(log_file)
+            log_file.close()
+
+
+def _set_up_and_train(args, save_dir, proc, nproc) -> ClassifyMetrics:
+    """Dataset, mesh, resume point and the background input pipeline; then the epochs (``_train``)."""
+    from jaxyolo import data
+
+    imgsz = args["imgsz"]
 
     # ---- data -----------------------------------------------------------------------------------------------------
     ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=float(args["fraction"]))
