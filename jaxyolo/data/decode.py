@@ -24,7 +24,7 @@ formats on TF routes it is rarely used, and ``cache='ram'|'disk'`` removes it fr
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from jaxyolo.data._tf import tf
 from PIL import Image, ImageOps
 
 

@@ -136,7 +136,7 @@ def inspect_file(path: str, size: int):
 
 def _verify_tf(paths, routes, orients):
     """Decode with the TF decoders (in parallel, via tf.data); returns {i: (h, w)} for the files that decode."""
-    import tensorflow as tf
+    from jaxyolo.data._tf import tf
 
     if not paths:
         return {}

@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as D
 from jaxyolo.data import transforms as T

@@ -13,6 +13,7 @@ from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError
 
 
 def _features(builder):
+    from jaxyolo.data._tf import tf  # noqa: F401  (before tfds, which imports TensorFlow itself)
     import tensorflow_datasets as tfds
 
     feats = builder.info.features
@@ -33,6 +34,7 @@ def _features(builder):
 
 
 def load_tfds(data: str, data_dir: str | None = None, fraction: float = 1.0) -> Dataset:
+    from jaxyolo.data._tf import tf  # noqa: F401  (before tfds, which imports TensorFlow itself)
     import tensorflow_datasets as tfds
 
     spec = data.split(":", 1)[1] if data.startswith("tfds:") else data
@@ -45,8 +47,6 @@ def load_tfds(data: str, data_dir: str | None = None, fraction: float = 1.0) -> 
             f"TFDS dataset {spec!r} not found in data_dir={data_dir or tfds.core.constants.DATA_DIR!r} "
             f"(prepare it first; nothing is downloaded): {type(e).__name__}: {e}"
         ) from e
-    import tensorflow as tf
-
     available = dict(builder.info.splits.items()) if hasattr(builder.info.splits, "items") else {}
     if not available or not tf.io.gfile.exists(builder.data_dir):
         raise DatasetError(f"TFDS dataset {spec!r} is not prepared in {builder.data_dir} (nothing is downloaded)")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
+from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
 from jaxyolo.utils.images import to_uint8_hwc3
