@@ -13,6 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from jaxyolo.data import eval_transform_np, sample_crop_boxes
+from jaxyolo.data import pil_augment as P
 from jaxyolo.data import transforms as T
 
 
@@ -112,6 +113,52 @@ def test_augment_ops_match_torchvision():
 
 
 @pytest.mark.ultralytics
+def test_host_randaugment_ops_are_exact():
+    """The host (Pillow) path that runs RandAugment in training: every op, bins 0/9/30, both signs, bit-exact with
+    torchvision's _apply_op on PIL images (BILINEAR, fill None), as Ultralytics calls it."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import autoaugment as AA
+
+    imgs = [natural(224, 224, 1), natural(48, 80, 2), np.random.default_rng(3).integers(0, 256, (37, 53, 3), np.uint8)]
+    checked = 0
+    for img in imgs:
+        pil = Image.fromarray(img)
+        space = T._space(31, *img.shape[:2])
+        for name in P.RANDAUGMENT_OPS + ["Invert"]:
+            mags, signed = space[name]
+            for b in (0, 9, 30):
+                for sign in ((1.0, -1.0) if signed else (1.0,)):
+                    mag = sign * float(mags[b])
+                    ref = np.asarray(AA._apply_op(pil, name, mag, InterpolationMode.BILINEAR, None))
+                    np.testing.assert_array_equal(np.asarray(P.apply_op(pil, name, mag)), ref,
+                                                  err_msg=f"{name} bin {b} sign {sign} on {img.shape}")
+                    checked += 1
+    assert checked == 3 * (3 * 15 + 3 * 9)  # 15 ops x 3 bins, plus the negative sign of the 9 signed ops
+
+
+@pytest.mark.ultralytics
+def test_host_resize_flips_and_erasing_are_exact():
+    """augment_crop = F.resize(BILINEAR) -> hflip -> vflip -> RandomErasing(value 0), pixel for pixel."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    for crop, (th, tw) in ((natural(300, 200, 7), (224, 224)), (natural(20, 31, 8), (32, 32)),
+                           (natural(90, 60, 9), (24, 40))):
+        ref = F.resize(Image.fromarray(crop), [th, tw], InterpolationMode.BILINEAR)
+        out = P.augment_crop(crop, [1, 2], th, tw, 0.0, 0.0, "", 0.0)
+        np.testing.assert_array_equal(out, np.asarray(ref))
+        np.testing.assert_array_equal(P.augment_crop(crop, [1, 2], th, tw, 1.0, 1.0, "", 0.0),
+                                      np.asarray(F.vflip(F.hflip(ref))))
+        erased = P.augment_crop(crop, [3, 4], th, tw, 0.0, 0.0, "", 1.0)
+        diff = (erased != np.asarray(ref)).any(-1)
+        rows, cols = np.nonzero((erased == 0).all(-1) & diff)
+        assert diff.any() and (erased[diff] == 0).all()  # only zeros were written, in one rectangle:
+        assert diff[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].mean() > 0.9
+    np.testing.assert_array_equal(P.augment_crop(crop, [5, 6], 24, 40, 0.5, 0.0, "randaugment", 0.4),
+                                  P.augment_crop(crop, [5, 6], 24, 40, 0.5, 0.0, "randaugment", 0.4))
+
+
+@pytest.mark.ultralytics
 def test_random_resized_crop_matches_torchvision_distribution():
     import torch
     from torchvision.transforms import RandomResizedCrop
@@ -177,14 +224,18 @@ def _run_train_transform(img, aug, n, size=32, seed=0):
     return next(ds.as_numpy_iterator())
 
 
-def test_flip_and_erasing_rates():
+@pytest.mark.parametrize("path", ["host", "tf"])
+def test_flip_and_erasing_rates(path):
+    """Both implementations of flips + erasing: the host (Pillow) one, used with RandAugment or no policy, and the
+    TF one, used with AutoAugment/AugMix/HSV jitter (a 1e-6 brightness/contrast jitter selects it here)."""
     # quadrants white/red/green/blue: (0, 0, 0) only ever comes from erasing; quadrant colours reveal the flips
     q = np.zeros((40, 40, 3), np.uint8)
     q[:20, :20] = (255, 255, 255)
     q[:20, 20:] = (255, 0, 0)
     q[20:, :20] = (0, 255, 0)
     q[20:, 20:] = (0, 0, 255)
-    aug = dict(scale=0.0, fliplr=0.5, flipud=0.5, auto_augment="", hsv_h=0, hsv_s=0, hsv_v=0, erasing=0.4)
+    aug = dict(scale=0.0, fliplr=0.5, flipud=0.5, auto_augment="", hsv_h=0, hsv_s=0,
+               hsv_v=0 if path == "host" else 1e-6, erasing=0.4)
     n = 800
     out = _run_train_transform(q, aug, n)  # scale=0 -> RandomResizedCrop(scale=(1, 1)): the whole image
     assert out.shape == (n, 32, 32, 3) and out.dtype == np.uint8
