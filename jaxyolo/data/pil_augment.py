@@ -6,11 +6,12 @@ default ``auto_augment='randaugment'`` (or no policy and no HSV jitter) the rest
 
 * Pixels are exact with Ultralytics/torchvision by construction: the resize is ``Image.resize(BILINEAR)`` (what
   ``F.resized_crop`` does on a PIL image), the RandAugment ops are the same ``Image.transform`` / ``Image.rotate`` /
-  ``ImageEnhance`` / ``ImageOps`` calls with the same arguments (``tests/test_data_transforms.py`` compares each op
-  with torchvision's ``_apply_op``), erasing writes zeros as ``RandomErasing(value=0)`` does on the tensor.
+  ``ImageEnhance`` / ``ImageOps`` calls with the same arguments, except the whole-pixel translations, done as the
+  equal array shift (``tests/test_data_transforms.py`` compares each op with torchvision's ``_apply_op``), and
+  erasing writes zeros as ``RandomErasing(value=0)`` does on the tensor.
 * Speed: Pillow's C code releases the GIL, so the tf.data threads augment in parallel. The whole train pipeline
-  needs ~1.4x less CPU per image than with the same ops as TF kernels (2.8-3.0 vs 3.8-5.2 ms at 224,
-  benchmarks/bench_data.py, RESULTS.md).
+  needs 1.3-1.6x less CPU per image than Ultralytics' and than the same ops as TF kernels (2.3-3.0 vs 3.8-5.2 ms
+  at 224, benchmarks/bench_data.py, RESULTS.md).
 * Randomness: every draw comes from a numpy Philox generator keyed by the example's stateless TF seed, so results
   do not depend on threads or order, and a resumed epoch sees the same draws (as the TF path).
 
