@@ -12,7 +12,8 @@ Written from the behaviour of torchvision 0.28 / Pillow 13 as Ultralytics 8.4 us
 Where it runs: the crop box is sampled and the window decoded here, in TF. With ``auto_augment='randaugment'`` (the
 default), or with no policy and no HSV jitter, everything after the crop (resize, flips, RandAugment, erasing) then
 runs on the host in Pillow (``pil_augment.py``, inside the tf.data map): bit-exact with torchvision and 1.3-1.6x less
-CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF ops below serve AutoAugment, AugMix and ColorJitter, and the eval transform.
+CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF ops below serve AutoAugment,
+AugMix and ColorJitter, and the eval transform.
 
 Images are RGB HWC. Inside the augmentations an image is float32 holding integer values 0..255 (the value a PIL uint8
 image would hold after each step); every op rounds like Pillow does (blends truncate, filters round, lookups exact).
