@@ -26,16 +26,15 @@ import math
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-RANDAUGMENT_OPS = ["Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
-                   "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize"]
+from jaxyolo.data.transforms import RANDAUGMENT_OPS, op_matrix
+from jaxyolo.data.transforms import _space as _space_table
+
 _FILL = (0, 0, 0)
 _SPACE_CACHE: dict = {}
 
 
 def apply_op(img: Image.Image, name: str, magnitude: float) -> Image.Image:
     """torchvision ``_apply_op(img, name, magnitude, BILINEAR, fill=None)`` on an RGB PIL image."""
-    from jaxyolo.data.transforms import op_matrix
-
     if name in ("TranslateX", "TranslateY"):  # an integer shift: Pillow's bilinear samples land on pixel centres
         t = int(magnitude)
         return _shift(img, t, 0) if name == "TranslateX" else _shift(img, 0, t)
@@ -82,9 +81,7 @@ def _space(h: int, w: int, num_bins: int, magnitude: int):
     """[(name, signed magnitude for bin ``magnitude``, signed)] for torchvision RandAugment's 14 ops."""
     key = (h, w, num_bins, magnitude)
     if key not in _SPACE_CACHE:
-        from jaxyolo.data.transforms import _space as space_table
-
-        table = space_table(num_bins, h, w)
+        table = _space_table(num_bins, h, w)
         _SPACE_CACHE[key] = [(n, float(table[n][0][magnitude]), bool(table[n][1])) for n in RANDAUGMENT_OPS]
     return _SPACE_CACHE[key]
 

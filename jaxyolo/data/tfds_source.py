@@ -13,7 +13,6 @@ from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError
 
 
 def _features(builder):
-    from jaxyolo.data._tf import tf  # noqa: F401  (before tfds, which imports TensorFlow itself)
     import tensorflow_datasets as tfds
 
     feats = builder.info.features
@@ -34,7 +33,7 @@ def _features(builder):
 
 
 def load_tfds(data: str, data_dir: str | None = None, fraction: float = 1.0) -> Dataset:
-    from jaxyolo.data._tf import tf  # noqa: F401  (before tfds, which imports TensorFlow itself)
+    from jaxyolo.data._tf import tf  # before tfds, which would import TensorFlow itself (with Keras)
     import tensorflow_datasets as tfds
 
     spec = data.split(":", 1)[1] if data.startswith("tfds:") else data

@@ -41,7 +41,6 @@ import numpy as np
 from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
-from jaxyolo.data import pil_augment as _pil_augment
 from jaxyolo.utils.images import to_uint8_hwc3
 
 __all__ = [
@@ -800,10 +799,12 @@ def train_transform(crop_fn, h, w, seed, imgsz, aug: dict):
     no_policy = policy in ("", "none", "false")
     hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
     if policy == "randaugment" or (no_policy and not any(hsv)):  # the rest on the host, with Pillow (exact, fast)
+        from jaxyolo.data.pil_augment import augment_crop  # (pil_augment builds on this module's op tables)
+
         name = "randaugment" if policy == "randaugment" else ""
 
         def host(c, key):
-            return _pil_augment.augment_crop(c, key, th, tw, fliplr, flipud, name, erasing)
+            return augment_crop(c, key, th, tw, fliplr, flipud, name, erasing)
 
         x = tf.numpy_function(host, [tf.cast(crop, tf.uint8), s[1]], tf.uint8, stateful=False)
         return tf.ensure_shape(x, [th, tw, 3])
