@@ -26,9 +26,11 @@ Threads: ``workers`` parallel map calls in a private pool of ``workers`` threads
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import math
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +87,30 @@ def _rng_seed(*xs) -> int:
     return int(np.random.SeedSequence([int(x) & 0xFFFFFFFF for x in xs]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+_LIVE_ITERATORS: "weakref.WeakSet" = weakref.WeakSet()
+
+
 def _numpy_iter(dataset):
+    """Batches as numpy. The iterator is closed at interpreter exit if its consumer left it unfinished: the train map
+    calls Python (``tf.numpy_function``), so tearing a running tf.data iterator down during finalisation, when its
+    threads can no longer take the GIL, would hang the process."""
+    it = _batches(dataset)
+    _LIVE_ITERATORS.add(it)
+    return it
+
+
+def _batches(dataset):
     for batch in dataset.as_numpy_iterator():
         yield batch
+
+
+@atexit.register
+def _close_live_iterators() -> None:
+    for it in list(_LIVE_ITERATORS):
+        try:
+            it.close()
+        except ValueError:  # being advanced by another thread right now: that thread's owner closes it
+            pass
 
 
 # ------------------------------------------------------------------------------------------------ random-access sources
