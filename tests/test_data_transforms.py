@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from jaxyolo.data import eval_transform_np, sample_crop_boxes
-from jaxyolo.data import pil_augment as P
+from jaxyolo.data import host_augment as P
 from jaxyolo.data import transforms as T
 
 
@@ -112,10 +112,15 @@ def test_augment_ops_match_torchvision():
                 assert np.abs(ref - ours).max() <= 1
 
 
+WARPS = ("ShearX", "ShearY", "Rotate")  # with the opencv back-end, the only RandAugment ops that are not exact
+
+
 @pytest.mark.ultralytics
-def test_host_randaugment_ops_are_exact():
-    """The host (Pillow) path that runs RandAugment in training: every op, bins 0/9/30, both signs, bit-exact with
-    torchvision's _apply_op on PIL images (BILINEAR, fill None), as Ultralytics calls it."""
+@pytest.mark.parametrize("backend", ["pillow", "opencv"])
+def test_host_randaugment_ops_are_exact(backend):
+    """The host path that runs RandAugment in training: every op, bins 0/9/30, both signs, bit-exact with
+    torchvision's _apply_op on PIL images (BILINEAR, fill None), as Ultralytics calls it; with aug_backend=opencv
+    all but the three warps (bounded in test_opencv_backend_is_close_to_pillow), given a PIL image or an array."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import autoaugment as AA
 
@@ -130,10 +135,51 @@ def test_host_randaugment_ops_are_exact():
                 for sign in ((1.0, -1.0) if signed else (1.0,)):
                     mag = sign * float(mags[b])
                     ref = np.asarray(AA._apply_op(pil, name, mag, InterpolationMode.BILINEAR, None))
-                    np.testing.assert_array_equal(np.asarray(P.apply_op(pil, name, mag)), ref,
-                                                  err_msg=f"{name} bin {b} sign {sign} on {img.shape}")
+                    if backend == "opencv" and name in WARPS:
+                        continue
+                    for x in (pil, img):
+                        np.testing.assert_array_equal(np.asarray(P.apply_op(x, name, mag, backend)), ref,
+                                                      err_msg=f"{name} bin {b} sign {sign} on {img.shape}")
                     checked += 1
-    assert checked == 3 * (3 * 15 + 3 * 9)  # 15 ops x 3 bins, plus the negative sign of the 9 signed ops
+    n_warps = 3 * 3 * 2 * 3 if backend == "opencv" else 0  # 3 images x 3 bins x 2 signs x 3 warps
+    assert checked == 3 * (3 * 15 + 3 * 9) - n_warps  # 15 ops x 3 bins, plus the negative sign of the 9 signed ops
+
+
+def _diff_stats(pairs):
+    d = np.concatenate([np.abs(a.astype(int) - np.asarray(b).astype(int)).ravel() for a, b in pairs])
+    return d.mean(), np.percentile(d, 99), (d > 1).mean()
+
+
+def test_opencv_backend_is_close_to_pillow():
+    """aug_backend=opencv vs the exact Pillow back-end: the same random choices, pixels within a grey level or two.
+    Resize: enlarging, and shrinking 1.05-4x (where _prefilter stands in for Pillow's antialiasing); warps: the
+    RandAugment Rotate/ShearX/ShearY at bins 9 and 30; the whole augment_crop with RandAugment, flips and erasing."""
+    photos = [natural(int(h), int(w), i) for i, (h, w) in enumerate(np.random.default_rng(0).integers(60, 400, (12, 2)))]
+    for th, tw in ((224, 224), (64, 48), (120, 160), (32, 32)):
+        pairs = [(np.asarray(P.resize(a, th, tw, "pillow")), P.resize(a, th, tw, "opencv")) for a in photos]
+        assert all(b.shape == (th, tw, 3) and b.dtype == np.uint8 for _, b in pairs)
+        mean, p99, _ = _diff_stats(pairs)
+        assert mean < 0.8 and p99 <= 3, (th, tw, mean, p99)
+    a224 = [np.asarray(P.resize(a, 224, 224, "pillow")) for a in photos]
+    for name in WARPS:
+        for b in (9, 30):
+            mag = float(T._space(31, 224, 224)[name][0][b])
+            for sign in (1, -1):
+                pairs = [(np.asarray(P.apply_op(a, name, sign * mag, "pillow")),
+                          P.apply_op(a, name, sign * mag, "opencv")) for a in a224]
+                mean, _, over1 = _diff_stats(pairs)
+                # Pillow truncates, OpenCV rounds (+0.5 on average); larger only where the two disagree on whether
+                # a sample point lies inside the image, on its outline
+                assert mean < 0.7 and over1 < 0.002, (name, b, sign, mean, over1)
+    pairs, same_erasing = [], 0
+    for i, a in enumerate(photos * 4):
+        args = ([i, 3], 224, 224, 0.5, 0.5, "randaugment", 0.5)
+        ref, fast = P.augment_crop(a, *args, backend="pillow"), P.augment_crop(a, *args, backend="opencv")
+        pairs.append((ref, fast))
+        same_erasing += np.array_equal((ref == 0).all(-1), (fast == 0).all(-1)) or not (ref == 0).all(-1).any()
+    mean, p99, _ = _diff_stats(pairs)
+    assert mean < 1.0 and p99 <= 4, (mean, p99)
+    assert same_erasing >= 0.9 * len(pairs)  # the same erasing boxes (the same draws)
 
 
 @pytest.mark.ultralytics
@@ -145,11 +191,11 @@ def test_host_resize_flips_and_erasing_are_exact():
     for crop, (th, tw) in ((natural(300, 200, 7), (224, 224)), (natural(20, 31, 8), (32, 32)),
                            (natural(90, 60, 9), (24, 40))):
         ref = F.resize(Image.fromarray(crop), [th, tw], InterpolationMode.BILINEAR)
-        out = P.augment_crop(crop, [1, 2], th, tw, 0.0, 0.0, "", 0.0)
+        out = P.augment_crop(crop, [1, 2], th, tw, 0.0, 0.0, "", 0.0, "pillow")
         np.testing.assert_array_equal(out, np.asarray(ref))
-        np.testing.assert_array_equal(P.augment_crop(crop, [1, 2], th, tw, 1.0, 1.0, "", 0.0),
+        np.testing.assert_array_equal(P.augment_crop(crop, [1, 2], th, tw, 1.0, 1.0, "", 0.0, "pillow"),
                                       np.asarray(F.vflip(F.hflip(ref))))
-        erased = P.augment_crop(crop, [3, 4], th, tw, 0.0, 0.0, "", 1.0)
+        erased = P.augment_crop(crop, [3, 4], th, tw, 0.0, 0.0, "", 1.0, "pillow")
         diff = (erased != np.asarray(ref)).any(-1)
         rows, cols = np.nonzero((erased == 0).all(-1) & diff)
         assert diff.any() and (erased[diff] == 0).all()  # only zeros were written, in one rectangle:

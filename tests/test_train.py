@@ -168,6 +168,8 @@ def test_bad_config_value_messages(folder, tmp_path):
     for bad in (-1, 0, "abc", (32, 0), 3.5):
         with pytest.raises(ValueError, match=r"imgsz=.* is invalid: expected a positive int"):
             train(dict(data=str(folder), imgsz=bad), save_dir=tmp_path / "b")
+    with pytest.raises(ValueError, match=r"aug_backend='cuda' is invalid: expected one of opencv, pillow"):
+        train(dict(data=str(folder), aug_backend="cuda"), save_dir=tmp_path / "b")
     from jaxyolo.data import DatasetError
 
     with pytest.raises(DatasetError, match=r"no_such_dir"):

@@ -25,6 +25,18 @@ def check_keys(overrides: dict, source: str = "arguments") -> None:
             raise ConfigKeyError(f"'{key}' is not a valid jaxyolo argument ({source}){hint}")
 
 
+AUG_BACKENDS = ("opencv", "pillow")
+
+
+def check_aug_backend(backend) -> str:
+    """The host augmentation back-end (``data/host_augment.py``), lower-cased; a clear error for anything else."""
+    b = str(backend).lower()
+    if b not in AUG_BACKENDS:
+        raise ValueError(f"aug_backend={backend!r} is invalid: expected one of {', '.join(AUG_BACKENDS)} (opencv: "
+                         f"the default, fast; pillow: pixels bit-exact with torchvision/Ultralytics)")
+    return b
+
+
 def get_cfg(overrides: dict | None = None) -> dict:
     """Defaults merged with ``overrides`` (validated)."""
     overrides = dict(overrides or {})

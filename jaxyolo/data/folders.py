@@ -148,7 +148,10 @@ def _verify_tf(paths, routes, orients):
     def f(i, p, r, o):
         return i, tf.shape(D.decode_file(p, r, o))[:2]
 
-    ds = ds.map(f, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors(log_warning=False)
+    opts = tf.data.Options()
+    opts.autotune.enabled = False  # its teardown can stall ~2.5 s (pipeline.py's docstring)
+    ds = ds.map(f, num_parallel_calls=os.cpu_count() or 1, deterministic=False).ignore_errors(log_warning=False)
+    ds = ds.with_options(opts)
     return {int(i): (int(s[0]), int(s[1])) for i, s in ds.as_numpy_iterator()}
 
 

@@ -20,8 +20,11 @@ Cost
     The per-example map functions are traced once per (dataset, split, imgsz, aug, seed) and reused by later epochs;
     each epoch's iterator still takes ~0.5-1 s to start (TF instantiates the function graph); the trainer builds it
     one epoch ahead on a background thread (``engine/prefetch.py``).
-Threads: ``workers`` parallel map calls in a private pool of ``workers`` threads; ``workers=0`` leaves both to
-    tf.data's autotuner (larger pools/more calls were measured without a consistent gain on 2 cores).
+Threads: ``workers`` parallel map calls in a private pool of ``workers`` threads (``workers=0``: one per CPU
+    core), then ``PREFETCH_BATCHES`` batches prefetched. tf.data's autotuner is off: with it, tearing an epoch's
+    iterator down stalled the process ~2.5 s (idle) in 4 of 20 to 4 of 30 epochs (its model thread), i.e. up to half
+    the wall time of a short epoch; fixed sizes ran as fast (larger pools/more calls were measured without a
+    consistent gain on 2 cores).
 """
 
 from __future__ import annotations
@@ -40,20 +43,20 @@ from jaxyolo.data import decode as D
 from jaxyolo.data import transforms as T
 from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError
 
-AUTOTUNE = tf.data.AUTOTUNE
 TFDS_SHUFFLE_BUFFER = 16_384
+PREFETCH_BATCHES = 2
 
 
 def _parallel(workers) -> int:
-    return AUTOTUNE if not workers or int(workers) <= 0 else int(workers)
+    return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)
 
 
 def _options(workers) -> tf.data.Options:
     opts = tf.data.Options()
     opts.deterministic = True
+    opts.autotune.enabled = False  # its model thread stalled iterator teardown ~2.5 s (module docstring)
     opts.threading.max_intra_op_parallelism = 1
-    if workers and int(workers) > 0:
-        opts.threading.private_threadpool_size = int(workers)
+    opts.threading.private_threadpool_size = _parallel(workers)
     return opts
 
 
@@ -204,7 +207,7 @@ def _ram_available() -> int:
 
 def _decoded_stream(src: _Source, workers):
     ds = tf.data.Dataset.range(src.n).map(src.image, num_parallel_calls=_parallel(workers), deterministic=True)
-    return ds.with_options(_options(workers)).prefetch(AUTOTUNE).as_numpy_iterator()
+    return ds.with_options(_options(workers)).prefetch(PREFETCH_BATCHES).as_numpy_iterator()
 
 
 def _build_ram(src: _Source, what: str, workers) -> _Source:
@@ -335,7 +338,8 @@ def _tfds_cached_source(ds: Dataset, split: str, cache, process_index, process_c
     labels, hs, ws, chunks, paths = [], [], [], [], []
     if ddir is not None:
         ddir.mkdir(parents=True, exist_ok=True)
-    for i, (img, y) in enumerate(stream.prefetch(AUTOTUNE).as_numpy_iterator()):
+    stream = stream.with_options(_options(workers)).prefetch(PREFETCH_BATCHES)
+    for i, (img, y) in enumerate(stream.as_numpy_iterator()):
         labels.append(int(y))
         hs.append(img.shape[0])
         ws.append(img.shape[1])
@@ -470,7 +474,7 @@ def train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoch: int,
         data = data.map(lambda i, item: (i, item[0], item[1], tf.constant(int(epoch), tf.int64)))
         data = data.map(_tfds_train_map(ds._cache, imgsz, aug, seed, int(process_index) << 32),
                         num_parallel_calls=par, deterministic=True)
-    data = data.batch(b, drop_remainder=True).with_options(_options(workers)).prefetch(AUTOTUNE)
+    data = data.batch(b, drop_remainder=True).with_options(_options(workers)).prefetch(PREFETCH_BATCHES)
     return _numpy_iter(data)
 
 
@@ -515,5 +519,5 @@ def eval_batches(ds: Dataset, split: str, *, imgsz, batch_size: int, process_ind
             data = data.concatenate(
                 tf.data.Dataset.from_tensors((zeros, tf.constant(0, tf.int32), tf.constant(False))).repeat(pad)
             )
-    data = data.batch(b, drop_remainder=False).with_options(_options(workers)).prefetch(AUTOTUNE)
+    data = data.batch(b, drop_remainder=False).with_options(_options(workers)).prefetch(PREFETCH_BATCHES)
     return _numpy_iter(data)

@@ -11,9 +11,10 @@ Written from the behaviour of torchvision 0.28 / Pillow 13 as Ultralytics 8.4 us
 
 Where it runs: the crop box is sampled and the window decoded here, in TF. With ``auto_augment='randaugment'`` (the
 default), or with no policy and no HSV jitter, everything after the crop (resize, flips, RandAugment, erasing) then
-runs on the host in Pillow (``pil_augment.py``, inside the tf.data map): bit-exact with torchvision and 1.3-1.6x less
-CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF ops below serve AutoAugment,
-AugMix and ColorJitter, and the eval transform.
+runs on the host (``host_augment.py``, inside the tf.data map) in OpenCV + Pillow (``aug_backend='opencv'``, the
+default: the same random choices, pixels within a grey level or two) or in Pillow alone (``'pillow'``: bit-exact with
+torchvision). Either needs far less CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF
+ops below serve AutoAugment, AugMix and ColorJitter, and the eval transform.
 
 Images are RGB HWC. Inside the augmentations an image is float32 holding integer values 0..255 (the value a PIL uint8
 image would hold after each step); every op rounds like Pillow does (blends truncate, filters round, lookups exact).
@@ -798,13 +799,15 @@ def train_transform(crop_fn, h, w, seed, imgsz, aug: dict):
     policy = str(policy).lower() if policy else ""
     no_policy = policy in ("", "none", "false")
     hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
-    if policy == "randaugment" or (no_policy and not any(hsv)):  # the rest on the host, with Pillow (exact, fast)
-        from jaxyolo.data.pil_augment import augment_crop  # (pil_augment builds on this module's op tables)
+    if policy == "randaugment" or (no_policy and not any(hsv)):  # the rest on the host (OpenCV/Pillow)
+        from jaxyolo.cfg import check_aug_backend
+        from jaxyolo.data.host_augment import augment_crop  # (host_augment builds on this module's op tables)
 
         name = "randaugment" if policy == "randaugment" else ""
+        backend = check_aug_backend(_aug_value(aug, "aug_backend", "opencv"))
 
         def host(c, key):
-            return augment_crop(c, key, th, tw, fliplr, flipud, name, erasing)
+            return augment_crop(c, key, th, tw, fliplr, flipud, name, erasing, backend)
 
         x = tf.numpy_function(host, [tf.cast(crop, tf.uint8), s[1]], tf.uint8, stateful=False)
         return tf.ensure_shape(x, [th, tw, 3])

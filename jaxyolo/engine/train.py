@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from jaxyolo import parallel
-from jaxyolo.cfg import get_cfg
+from jaxyolo.cfg import check_aug_backend, get_cfg
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
@@ -32,7 +32,7 @@ from jaxyolo.utils.files import run_dir
 LOGGER = logging.getLogger("jaxyolo")
 CSV_COLUMNS = ["epoch", "time", "train/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "val/loss",
                "lr/pg0", "lr/pg1", "lr/pg2"]
-AUG_KEYS = ("scale", "fliplr", "flipud", "auto_augment", "hsv_h", "hsv_s", "hsv_v", "erasing")
+AUG_KEYS = ("scale", "fliplr", "flipud", "auto_augment", "hsv_h", "hsv_s", "hsv_v", "erasing", "aug_backend")
 
 
 class TrainingError(RuntimeError):
@@ -100,6 +100,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     """
     args = get_cfg(overrides)
     args["imgsz"] = check_imgsz(args["imgsz"])
+    args["aug_backend"] = check_aug_backend(args["aug_backend"])
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
 
