@@ -6,6 +6,9 @@ of worker processes/threads (= CPU cores unless --workers), batch 32. Each side 
 worker start-up, page cache) and then --epochs timed epochs; the table shows images/s of the timed epochs.
 
     python benchmarks/bench_data.py [--images 2000] [--epochs 1] [--workers N] [--dir /tmp/jaxyolo_bench_data]
+                                    [--aug-backend opencv|pillow]
+
+jaxyolo runs its default ``aug_backend=opencv`` unless ``--aug-backend pillow`` (torchvision's exact Pillow pixels).
 
 A dated row (date, machine, command, numbers, ratio) is appended to benchmarks/RESULTS.md.
 """
@@ -105,7 +108,7 @@ def bench_ultralytics(root: Path, workers: int, epochs: int):
     return times
 
 
-def bench_jaxyolo(root: Path, workers: int, epochs: int):
+def bench_jaxyolo(root: Path, workers: int, epochs: int, aug_backend: str = "opencv"):
     from jaxyolo.data import load_dataset, train_batches
 
     t = time.perf_counter()
@@ -115,7 +118,8 @@ def bench_jaxyolo(root: Path, workers: int, epochs: int):
     for e in range(epochs + 1):
         t, c = time.perf_counter(), _cpu_seconds()
         n = 0
-        for x, y in train_batches(ds, imgsz=IMGSZ, batch_size=BATCH, seed=0, epoch=e, aug=AUG, workers=workers):
+        for x, y in train_batches(ds, imgsz=IMGSZ, batch_size=BATCH, seed=0, epoch=e,
+                                  aug=dict(AUG, aug_backend=aug_backend), workers=workers):
             n += x.shape[0]
         times.append((n, time.perf_counter() - t, _cpu_seconds() - c))
     return times, scan
@@ -127,6 +131,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs after one warm-up epoch")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--dir", default="/tmp/jaxyolo_bench_data")
+    ap.add_argument("--aug-backend", default="opencv", choices=["opencv", "pillow"])
     ap.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"))
     a = ap.parse_args()
     root = Path(a.dir) / f"jpeg{a.images}"
@@ -140,7 +145,7 @@ def main():
         rows["ultralytics"] = u
     else:
         print("ultralytics not importable:", ULTRA_ERR)
-    j, scan = bench_jaxyolo(root, a.workers, a.epochs)
+    j, scan = bench_jaxyolo(root, a.workers, a.epochs, a.aug_backend)
     rows["jaxyolo"] = j
 
     def ips(times):
@@ -161,7 +166,8 @@ def main():
     nums = (f"jaxyolo {ips(rows['jaxyolo']):.0f} img/s ({cpu_ms(rows['jaxyolo']):.1f} CPU ms/img)"
             + (f", ultralytics {ips(rows['ultralytics']):.0f} img/s ({cpu_ms(rows['ultralytics']):.1f} CPU ms/img)"
                if "ultralytics" in rows else "")
-            + f"; train @224, batch {BATCH}, RandAugment+erasing, {a.images} JPEGs, workers={a.workers}, "
+            + f"; train @224, batch {BATCH}, RandAugment+erasing (aug_backend={a.aug_backend}), {a.images} JPEGs, "
+            f"workers={a.workers}, "
             f"{a.epochs} timed epoch(s) after 1 warm-up; peak RSS {R.peak_rss_mib():.0f} MiB (this process); "
             f"load avg {R.load_avg():.1f}")
     R.append_row(a.results, "bench_data", nums, f"{ratio:.2f}x img/s, {cpu_ratio:.2f}x CPU")

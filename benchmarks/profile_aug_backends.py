@@ -5,7 +5,8 @@ RandAugment(2, 9) -> RandomErasing(0.4)) on the JPEG folder made by ``bench_data
 threads/workers on each side, batch 32, in one run:
 
 * ``ultralytics``  Ultralytics' own ClassificationDataset + torch DataLoader (worker processes; the reference);
-* ``jaxyolo``      our tf.data pipeline (``jaxyolo.data.train_batches``; PIL-exact TF ops, see data/transforms.py);
+* ``jaxyolo``      our tf.data pipeline (``jaxyolo.data.train_batches``, default ``aug_backend=opencv``; when this
+                   profile was written (session 3) it ran PIL-exact TF ops; data/host_augment.py grew out of it);
 * ``pil``          the same Pillow calls torchvision makes (crop+resize, Image.transform, ImageEnhance, ImageOps),
                    in a thread pool: bit-exact with Ultralytics by construction;
 * ``opencv``       OpenCV/numpy stand-ins (cv2.resize, cv2.warpAffine, LUTs) in a thread pool: NOT exact (no
@@ -164,7 +165,7 @@ def main():
     print(f"\none epoch @ {IMGSZ}, batch {BATCH}, RRC + flip + RandAugment(2, 9) + erasing, {len(paths)} JPEGs, "
           f"{a.workers} workers/threads, {os.cpu_count()} cores")
     print(f"{'pipeline':<13}{'img/s':>9}{'CPU ms/img':>12}{'vs ultralytics':>16}   exact?")
-    exact = {"ultralytics": "reference", "jaxyolo": "yes (+-1 on geometric ops)", "pil": "yes (same PIL calls)",
+    exact = {"ultralytics": "reference", "jaxyolo": "no (aug_backend=opencv; =pillow is exact)", "pil": "yes (same PIL calls)",
              "opencv": "no (approximate ops)"}
     for k, (n, dt, cpu) in rows.items():
         ratio = f"{(n / dt) / (ref[0] / ref[1]):.2f}x" if ref else "-"

@@ -124,7 +124,10 @@ def test_host_randaugment_ops_are_exact(backend):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import autoaugment as AA
 
-    imgs = [natural(224, 224, 1), natural(48, 80, 2), np.random.default_rng(3).integers(0, 256, (37, 53, 3), np.uint8)]
+    two_tone = np.zeros((20, 30, 3), np.uint8)
+    two_tone[5:, :, 0], two_tone[:, 7:, 2] = 200, 9  # equalize/autocontrast edge cases: one or two levels per channel
+    imgs = [natural(224, 224, 1), natural(48, 80, 2), np.random.default_rng(3).integers(0, 256, (37, 53, 3), np.uint8),
+            np.full((16, 24, 3), 77, np.uint8), two_tone]
     checked = 0
     for img in imgs:
         pil = Image.fromarray(img)
@@ -141,8 +144,8 @@ def test_host_randaugment_ops_are_exact(backend):
                         np.testing.assert_array_equal(np.asarray(P.apply_op(x, name, mag, backend)), ref,
                                                       err_msg=f"{name} bin {b} sign {sign} on {img.shape}")
                     checked += 1
-    n_warps = 3 * 3 * 2 * 3 if backend == "opencv" else 0  # 3 images x 3 bins x 2 signs x 3 warps
-    assert checked == 3 * (3 * 15 + 3 * 9) - n_warps  # 15 ops x 3 bins, plus the negative sign of the 9 signed ops
+    n_warps = 5 * 3 * 2 * 3 if backend == "opencv" else 0  # 5 images x 3 bins x 2 signs x 3 warps
+    assert checked == 5 * (3 * 15 + 3 * 9) - n_warps  # 15 ops x 3 bins, plus the negative sign of the 9 signed ops
 
 
 def _diff_stats(pairs):
