@@ -115,8 +115,9 @@ def opencv_aug(path: Path, seed: int) -> np.ndarray:
             x = cv2.warpAffine(x, m, (IMGSZ, IMGSZ), flags=cv2.INTER_LINEAR)
         elif op in (6, 10, 11, 12, 13):  # per-channel lookup tables (brightness, posterize, solarize, autocontrast,
             if op == 13:  # equalize: histogram -> table
-                lut = np.stack([np.clip(np.cumsum(np.bincount(x[..., c].ravel(), minlength=256)) * 255 // x[..., c].size,
-                                        0, 255) for c in range(3)], -1).astype(np.uint8)[:, None, :]
+                cum = [np.cumsum(np.bincount(x[..., c].ravel(), minlength=256)) for c in range(3)]
+                lut = np.stack([np.clip(cum[c] * 255 // x[..., c].size, 0, 255) for c in range(3)],
+                               -1).astype(np.uint8)[:, None, :]
             else:
                 lut = np.clip(np.arange(256) * (1 + sign * 0.9 * MAG), 0, 255).astype(np.uint8)
             x = cv2.LUT(x, lut)
@@ -165,8 +166,8 @@ def main():
     print(f"\none epoch @ {IMGSZ}, batch {BATCH}, RRC + flip + RandAugment(2, 9) + erasing, {len(paths)} JPEGs, "
           f"{a.workers} workers/threads, {os.cpu_count()} cores")
     print(f"{'pipeline':<13}{'img/s':>9}{'CPU ms/img':>12}{'vs ultralytics':>16}   exact?")
-    exact = {"ultralytics": "reference", "jaxyolo": "no (aug_backend=opencv; =pillow is exact)", "pil": "yes (same PIL calls)",
-             "opencv": "no (approximate ops)"}
+    exact = {"ultralytics": "reference", "jaxyolo": "no (aug_backend=opencv; =pillow is exact)",
+             "pil": "yes (same PIL calls)", "opencv": "no (approximate ops)"}
     for k, (n, dt, cpu) in rows.items():
         ratio = f"{(n / dt) / (ref[0] / ref[1]):.2f}x" if ref else "-"
         print(f"{k:<13}{n / dt:>9.0f}{cpu / n * 1e3:>12.2f}{ratio:>16}   {exact[k]}")
