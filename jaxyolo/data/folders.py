@@ -136,7 +136,7 @@ def inspect_file(path: str, size: int):
 
 def _verify_tf(paths, routes, orients):
     """Decode with the TF decoders (in parallel, via tf.data); returns {i: (h, w)} for the files that decode."""
-    from jaxyolo.data._tf import tf
+    from jaxyolo.data._tf import dataset_options, parallel_calls, tf
 
     if not paths:
         return {}
@@ -148,10 +148,8 @@ def _verify_tf(paths, routes, orients):
     def f(i, p, r, o):
         return i, tf.shape(D.decode_file(p, r, o))[:2]
 
-    opts = tf.data.Options()
-    opts.autotune.enabled = False  # its teardown can stall ~2.5 s (pipeline.py's docstring)
-    ds = ds.map(f, num_parallel_calls=os.cpu_count() or 1, deterministic=False).ignore_errors(log_warning=False)
-    ds = ds.with_options(opts)
+    ds = ds.map(f, num_parallel_calls=parallel_calls(0), deterministic=False).ignore_errors(log_warning=False)
+    ds = ds.with_options(dataset_options())  # (the map's deterministic=False still applies)
     return {int(i): (int(s[0]), int(s[1])) for i, s in ds.as_numpy_iterator()}
 
 

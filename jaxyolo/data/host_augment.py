@@ -10,14 +10,15 @@ magnitudes and erasing box); they differ only in how three kinds of pixel work a
 * ``pillow``: bit-exact with Ultralytics/torchvision by construction: the resize is ``Image.resize(BILINEAR)`` (what
   ``F.resized_crop`` does on a PIL image), Rotate/ShearX/ShearY are the same ``Image.rotate``/``Image.transform``
   calls with the same matrices.
-* ``opencv`` (the default): those three run in OpenCV, 4-7x cheaper: ``cv2.resize`` (bilinear, after a small
-  smoothing that matches Pillow's antialiasing when shrinking, ``_prefilter``) and ``cv2.warpAffine`` with
-  Pillow's matrix and Pillow's inside/outside rule. Pixels differ from the Pillow ones by less than one grey level
-  on average, 99% within 2 (tests/test_data_transforms.py bounds it).
+* ``opencv`` (the default): those three run in OpenCV, 4-5x cheaper: ``cv2.resize`` (bilinear, after a small
+  smoothing that matches Pillow's antialiasing when shrinking, ``_prefilter``; INTER_AREA beyond 3x) and
+  ``cv2.warpAffine`` with Pillow's matrix and Pillow's inside/outside rule. Pixels differ from the Pillow ones by
+  less than one grey level on average, 99% within 3-4, warps within 1 (tests/test_data_transforms.py bounds it).
 
 Exact in both: flips, erasing (zeros, as ``RandomErasing(value=0)`` on the tensor), the whole-pixel translations (the
 equal array shift), Sharpness (the SMOOTH filter in OpenCV integer arithmetic, rounded as Pillow rounds it, then
-Pillow's blend) and the other ten RandAugment ops (the same ``ImageEnhance``/``ImageOps`` calls).
+Pillow's blend), Color (the ``ImageEnhance`` call) and the seven tone ops (lookup tables built from Pillow's
+formulas, applied with ``cv2.LUT``).
 
 Randomness: every draw comes from a numpy Philox generator keyed by the example's stateless TF seed, so results do
 not depend on threads or order, and a resumed epoch sees the same draws. The random choices follow torchvision's
@@ -49,6 +50,10 @@ def _pil(x) -> Image.Image:
 
 def _arr(x) -> np.ndarray:
     return np.asarray(x) if isinstance(x, Image.Image) else x
+
+
+def _hw(x) -> tuple[int, int]:
+    return (x.height, x.width) if isinstance(x, Image.Image) else x.shape[:2]
 
 
 def resize(x, th: int, tw: int, backend: str = "pillow"):
@@ -199,7 +204,7 @@ def apply_op(x, name: str, magnitude: float, backend: str = "pillow"):
         t = int(magnitude)
         return _shift(_arr(x), t, 0) if name == "TranslateX" else _shift(_arr(x), 0, t)
     if name in ("ShearX", "ShearY", "Rotate"):
-        h, w = _arr(x).shape[:2] if not isinstance(x, Image.Image) else (x.height, x.width)
+        h, w = _hw(x)
         if name == "Rotate" and backend == "pillow":
             return _pil(x).rotate(magnitude, Image.BILINEAR, False, None, fillcolor=_FILL)
         return warp(x, op_matrix(name, magnitude, h, w), backend)  # (Rotate: the matrix Image.rotate builds)
@@ -236,8 +241,7 @@ def _space(h: int, w: int, num_bins: int, magnitude: int):
 
 def randaugment(x, rng: np.random.Generator, num_ops: int = 2, magnitude: int = 9, num_bins: int = 31,
                 backend: str = "pillow"):
-    h, w = (x.height, x.width) if isinstance(x, Image.Image) else x.shape[:2]
-    ops = _space(h, w, num_bins, magnitude)
+    ops = _space(*_hw(x), num_bins, magnitude)
     for _ in range(num_ops):
         name, mag, signed = ops[int(rng.integers(len(ops)))]
         if signed and rng.random() < 0.5:

@@ -21,10 +21,8 @@ Cost
     each epoch's iterator still takes ~0.5-1 s to start (TF instantiates the function graph); the trainer builds it
     one epoch ahead on a background thread (``engine/prefetch.py``).
 Threads: ``workers`` parallel map calls in a private pool of ``workers`` threads (``workers=0``: one per CPU
-    core), then ``PREFETCH_BATCHES`` batches prefetched. tf.data's autotuner is off: with it, tearing an epoch's
-    iterator down stalled the process ~2.5 s (idle) in 4 of 20 to 4 of 30 epochs (its model thread), i.e. up to half
-    the wall time of a short epoch; fixed sizes ran as fast (larger pools/more calls were measured without a
-    consistent gain on 2 cores).
+    core), then ``PREFETCH_BATCHES`` batches prefetched; tf.data's autotuner is off (``_tf.dataset_options`` says
+    why; larger pools/more calls were measured without a consistent gain on 2 cores).
 """
 
 from __future__ import annotations
@@ -37,6 +35,8 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+from jaxyolo.data._tf import dataset_options as _options
+from jaxyolo.data._tf import parallel_calls as _parallel
 from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as D
@@ -45,19 +45,6 @@ from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError
 
 TFDS_SHUFFLE_BUFFER = 16_384
 PREFETCH_BATCHES = 2
-
-
-def _parallel(workers) -> int:
-    return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)
-
-
-def _options(workers) -> tf.data.Options:
-    opts = tf.data.Options()
-    opts.deterministic = True
-    opts.autotune.enabled = False  # its model thread stalled iterator teardown ~2.5 s (module docstring)
-    opts.threading.max_intra_op_parallelism = 1
-    opts.threading.private_threadpool_size = _parallel(workers)
-    return opts
 
 
 def _host_batch(batch_size: int, process_count: int, process_index: int) -> int:

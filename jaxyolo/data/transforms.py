@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from jaxyolo.data._tf import tf
+from jaxyolo.data._tf import dataset_options, parallel_calls, tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
 from jaxyolo.utils.images import to_uint8_hwc3
@@ -203,7 +203,8 @@ def sample_crop_boxes(h: int, w: int, n: int, seed: int = 0, scale=(0.5, 1.0), r
         s = tf.random.experimental.stateless_split(example_seed(seed, epoch, i), 8)[0]
         return tf.stack(rrc_params(s, h, w, scale, ratio))
 
-    ds = tf.data.Dataset.range(n).map(one, num_parallel_calls=tf.data.AUTOTUNE).batch(max(n, 1))
+    ds = tf.data.Dataset.range(n).map(one, num_parallel_calls=parallel_calls(0)).batch(max(n, 1))
+    ds = ds.with_options(dataset_options())
     return np.concatenate(list(ds.as_numpy_iterator())) if n else np.zeros((0, 4), np.int32)
 
 
