@@ -6,8 +6,9 @@ jaxyolo keeps compiled steps in a persistent XLA cache (~/.cache/jaxyolo/xla): a
 one on a machine; ``--cold`` points the cache at an empty folder to measure a first run.
 
 Both train yolov8n-cls at imgsz 32, batch 64, with the settings of experiments/digits.py (fliplr=0: digits are not
-mirror-symmetric) on the same materialised digits image folder, on this machine's CPU cores. Wall time is the whole
-process (start-up, compilation, data, training, validation, checkpoint writing), as a user experiences it.
+mirror-symmetric) on the same materialised digits image folder, on this machine's CPU cores, both with their default
+plots=True (training-batch mosaics, confusion matrices, results.png). Wall time is the whole process (start-up,
+compilation, data, training, validation, checkpoint writing, plots), as a user experiences it.
 Appends a row to benchmarks/RESULTS.md.
 """
 
@@ -72,7 +73,7 @@ def main():
         ours.append((t, rss, last_row(w / "results.csv")))
         t, rss = timed([str(yolo_bin), "classify", "train", f"data={folder}", "model=yolov8n-cls.yaml",
                         f"epochs={a.epochs}", "imgsz=32", "batch=64", "fliplr=0.0", "device=cpu",
-                        f"project={tmp / 'ul'}", f"name=r{r}", "plots=False"], env)
+                        f"project={tmp / 'ul'}", f"name=r{r}"], env)
         theirs.append((t, rss, last_row(tmp / "ul" / f"r{r}" / "results.csv")))
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     t_o, t_t = med([t for t, _, _ in ours]), med([t for t, _, _ in theirs])
@@ -85,7 +86,8 @@ def main():
     import ultralytics
 
     R.append_row(a.results, "bench_digits",
-                 f"README main job (yolov8n-cls, {a.epochs} epochs, imgsz 32, batch 64, fliplr 0), whole process: "
+                 f"README main job (yolov8n-cls, {a.epochs} epochs, imgsz 32, batch 64, fliplr 0, plots on both sides), "
+                 f"whole process: "
                  f"jaxyolo {t_o:.1f} s, top-1 {top_o:.3f}; Ultralytics {ultralytics.__version__} {t_t:.1f} s, top-1 "
                  f"{top_t:.3f}; median of {a.repeats}; JAX compilation cache {cache} "
                  f"({'cold' if a.cold else 'as found'}); peak RSS of the larger process {rss:.0f} MiB; load avg "

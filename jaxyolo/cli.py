@@ -468,7 +468,20 @@ def entrypoint(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(entrypoint())
+    """The ``jaxyolo`` console script: run, then exit without the interpreter's final garbage-collection walk."""
+    code = entrypoint()
+    skip_final_gc()
+    sys.exit(code)
+
+
+def skip_final_gc() -> None:
+    """Call just before a CLI process exits. The interpreter's last garbage collection walks every object still alive
+    (TensorFlow, JAX and torch leave ~0.4 million), about 1-1.5 s on a small CPU; ``gc.freeze()`` moves them out of
+    its reach. Nothing is skipped that matters: files are closed by then, atexit handlers and module teardown still
+    run, and only this exiting process is affected (never call it from library code)."""
+    import gc
+
+    gc.freeze()
 
 
 if __name__ == "__main__":

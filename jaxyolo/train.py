@@ -46,6 +46,7 @@ def main(argv) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/TF chatter; jaxyolo logs through the 'jaxyolo' logger
     from jaxyolo import parallel
     from jaxyolo.cfg import ConfigKeyError
+    from jaxyolo.cli import skip_final_gc
     from jaxyolo.engine.train import TrainingError, train
 
     if FLAGS.config is None:
@@ -57,6 +58,7 @@ def main(argv) -> None:
         train(overrides, save_dir=FLAGS.workdir)
     except (ConfigKeyError, TrainingError, ValueError, FileNotFoundError) as e:
         sys.exit(f"jaxyolo.train: {e}")
+    skip_final_gc()
 
 
 def run() -> None:

@@ -206,3 +206,44 @@ def test_runs_in_one_process_log_to_their_own_file_and_to_the_current_stdout(fol
     second_log = (tmp_path / "second" / "train.log").read_text()
     assert "lr=0.01" in first_log and "lr=0.02" not in first_log
     assert "lr=0.02" in second_log and "lr=0.01" not in second_log
+
+
+def test_plots_are_written_in_the_background_once(folder, tmp_path):
+    """plots=True: train_batch0-2.jpg, results.png and the best epoch's confusion matrices, all readable images, no
+    temporary files left; the matrices are those of the best epoch (its validation counts every image once)."""
+    from PIL import Image
+
+    from jaxyolo.engine.train import train
+
+    best = train(dict(data=str(folder), model="yolov8n-cls.yaml", epochs=2, imgsz=32, batch=16, optimizer="SGD",
+                      plots=True), save_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    names = ["train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg", "results.png", "confusion_matrix.png",
+             "confusion_matrix_normalized.png"]
+    for name in names:
+        with Image.open(run / name) as im:
+            im.load()
+            assert min(im.size) >= 128, (name, im.size)
+    assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+    assert best.confusion_matrix.sum() == best.n
+
+
+def test_kept_batches_reuse_small_splits_and_stream_large_ones():
+    from jaxyolo.engine.val import KeptBatches
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        for k in range(3):
+            yield np.full((2, 4), k, np.uint8), np.array([k, k])
+
+    small = KeptBatches(make, limit_bytes=1 << 20)
+    first, second = [list(small) for _ in range(2)]
+    assert len(calls) == 1 and len(first) == 3
+    assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(first, second))
+    big = KeptBatches(make, limit_bytes=20)  # 3 batches of 8 + 16 bytes: over the limit -> streams every pass
+    assert len(list(big)) == len(list(big)) == 3 and len(calls) == 3
+    broken = KeptBatches(make, limit_bytes=1 << 20)
+    next(iter(broken))  # a pass that stops early keeps nothing
+    assert len(list(broken)) == 3 and len(calls) == 5

@@ -26,7 +26,7 @@ from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_train_step
-from jaxyolo.engine.val import ClassifyMetrics, Evaluator, eval_batch_size, validate
+from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
 from jaxyolo.utils.files import run_dir
 
 LOGGER = logging.getLogger("jaxyolo")
@@ -187,6 +187,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                       in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
                       donate_argnums=(0,))
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
+    val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
+                                                    int(args["workers"])))
     _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev)
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
                 f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
@@ -241,9 +243,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 state, loss = step_fn(state, g_img, g_lab, hp, jax.random.fold_in(base_key, ni))
                 pending.append(loss)
                 if main and args["plots"] and ni < 3:
-                    from jaxyolo.utils.plots import plot_batch
-
-                    plot_batch(images, labels, ds.names, save_dir / f"train_batch{ni}.jpg")
+                    writer_bg.submit(_plot, "plot_batch", images, labels, ds.names, save_dir / f"train_batch{ni}.jpg")
                 k = int(args["checkpoint_every"])
                 save_now = stop["sigterm"] or (k > 0 and (ni + 1) % k == 0 and i + 1 < nb)
                 if len(pending) >= 10 or i == nb - 1 or save_now:
@@ -270,8 +270,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
 
             # -- validation on the EMA model, results.csv, weights --
             ema_vars = jax.device_get(state.ema_variables()) if main else None
-            metrics = validate(module, state.ema_variables(), ds, val_split, imgsz, batch * 2, mesh,
-                               cache=args["cache"], workers=int(args["workers"]), evaluator=evaluator)
+            metrics = evaluator(state.ema_variables(), val_batches)
             if not math.isfinite(metrics.loss):
                 raise TrainingError(f"NaN/inf validation loss at epoch {epoch + 1}: the EMA weights diverged; lower "
                                     f"lr0 (now {recipe.lr0}) or check the data. best.pt was not overwritten.")
@@ -296,10 +295,6 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 writer_bg.submit(_save_weights, save_dir / "weights" / "last.pt", yolo, ema_vars, args, extra)
                 if improved:
                     writer_bg.submit(_save_weights, save_dir / "weights" / "best.pt", yolo, ema_vars, args, extra)
-                    if args["plots"]:
-                        from jaxyolo.utils.plots import plot_confusion_matrix
-
-                        plot_confusion_matrix(metrics.confusion_matrix, ds.names, save_dir)
             checkpoint(epoch + 1, 0, nb * (epoch + 1))
             if meta["patience_left"] <= 0:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
@@ -309,13 +304,13 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
 
-    writer_bg.wait()
-    if main and args["plots"] and meta["history"]:
-        from jaxyolo.utils.plots import plot_results
-
-        plot_results(save_dir / "results.csv")
     if best is None:  # resumed after the last epoch, or best came from before the restart: re-validate best.pt
         best = metrics if "metrics" in locals() else ClassifyMetrics()
+    if main and args["plots"] and meta["history"]:  # once, at the end (as Ultralytics): the best epoch's matrix
+        writer_bg.submit(_plot, "plot_results", save_dir / "results.csv")
+        if best.confusion_matrix is not None:
+            writer_bg.submit(_plot, "plot_confusion_matrix", best.confusion_matrix, ds.names, save_dir)
+    writer_bg.wait()
     best.save_dir = save_dir
     LOGGER.info(f"{recipe.epochs - start_epoch} epochs completed in {float(meta['train_time']) / 3600:.3f} hours. "
                 f"Results saved to {save_dir}; best weights {save_dir / 'weights' / 'best.pt'}")
@@ -342,6 +337,16 @@ def _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev) -> None:
                 f.result()
     except Exception as e:  # noqa: BLE001
         LOGGER.debug(f"ahead-of-time compilation skipped: {e}")
+
+
+def _plot(name: str, *args) -> None:
+    """One of ``jaxyolo.utils.plots``, on the background writer; a failed plot warns and never fails the run."""
+    try:
+        from jaxyolo.utils import plots
+
+        getattr(plots, name)(*args)
+    except Exception as e:  # noqa: BLE001 - plots are a convenience, the weights and results.csv are what matter
+        LOGGER.warning(f"{name} failed: {type(e).__name__}: {e}")
 
 
 def _tensorboard(save_dir: Path):

@@ -73,18 +73,48 @@ class Evaluator:
                                n=n, confusion_matrix=tot["cm"], speed={"inference": dt})
 
 
+class KeptBatches:
+    """Iterable eval batches of one split: read through ``make()`` (the tf.data pipeline) the first time, and kept in
+    host memory for the next passes when they total at most ``limit_bytes`` (the trainer validates every epoch; the
+    eval transform is deterministic, so every pass sees identical batches, and a small split no longer pays a
+    pipeline start, decoding and resizing per epoch). Larger splits stream every time."""
+
+    def __init__(self, make, limit_bytes: int = 256 << 20):
+        self._make, self._limit = make, int(limit_bytes)
+        self._kept: list | None = None
+
+    def __iter__(self):
+        if self._kept is not None:
+            yield from self._kept
+            return
+        kept, size = [], 0
+        for b in self._make():
+            if kept is not None:
+                size += sum(np.asarray(a).nbytes for a in b)
+                if size <= self._limit:
+                    kept.append(b)
+                else:
+                    kept = None
+            yield b
+        self._kept = kept  # only reached when the pass ran to the end
+
+
 def eval_batch_size(batch: int, n_dev: int) -> int:
     """The global eval batch actually used: a positive multiple of the device count."""
     return max(n_dev, batch // n_dev * n_dev)
 
 
+def split_batches(ds, split: str, imgsz, batch: int, n_dev: int, cache=False, workers: int = 0):
+    """This host's eval batches of ``split`` (an iterator), global ``batch`` rounded to the device count."""
+    from jaxyolo import data
+
+    return data.eval_batches(ds, split, imgsz=imgsz, batch_size=eval_batch_size(batch, n_dev),
+                             process_index=jax.process_index(), process_count=jax.process_count(), cache=cache,
+                             workers=workers)
+
+
 def validate(module, variables, ds, split: str, imgsz, batch: int, mesh=None, cache=False, workers: int = 0,
              evaluator: Evaluator | None = None) -> ClassifyMetrics:
     """Evaluate ``variables`` on ``split`` of a loaded dataset (global ``batch`` over all devices and hosts)."""
-    from jaxyolo import data
-
     evaluator = evaluator or Evaluator(module, ds.nc, mesh)
-    batch = eval_batch_size(batch, evaluator.mesh.devices.size)
-    batches = data.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, process_index=jax.process_index(),
-                                process_count=jax.process_count(), cache=cache, workers=workers)
-    return evaluator(variables, batches)
+    return evaluator(variables, split_batches(ds, split, imgsz, batch, evaluator.mesh.devices.size, cache, workers))

@@ -1,4 +1,10 @@
-"""Run plots: results.png, confusion matrices and training-batch mosaics (matplotlib, Agg backend)."""
+"""Run plots: results.png, confusion matrices (matplotlib, Agg) and training-batch mosaics (Pillow).
+
+Every function here is safe to call from a worker thread (the trainer plots on its background writer, as Ultralytics
+does on its plotting threads): figures are built with matplotlib's object API on their own Agg canvas, never through
+pyplot's global figure manager. Files are written to a temporary name and renamed, so a run killed mid-plot leaves
+no half-written image.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +14,51 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize) -> "matplotlib.figure.Figure":  # noqa: F821
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+def _save(fig, out: Path, dpi: int) -> Path:
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(out)
+    return out
 
 
 def plot_results(csv_path: Path) -> Path:
-    plt = _plt()
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     keys = [k for k in rows[0] if k not in ("epoch", "time")]
-    fig, axes = plt.subplots(2, (len(keys) + 1) // 2, figsize=(3 * ((len(keys) + 1) // 2), 6), tight_layout=True)
+    ncol = (len(keys) + 1) // 2
+    fig = _figure((3 * ncol, 6))
+    axes = fig.subplots(2, ncol)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.93, wspace=0.35, hspace=0.35)
     epochs = [int(r["epoch"]) for r in rows]
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
     for ax, k in zip(axes.ravel(), keys):
         ax.plot(epochs, [float(r[k]) for r in rows], marker=".", label="results")
         ax.set_title(k, fontsize=10)
-    out = csv_path.with_name("results.png")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, csv_path.with_name("results.png"), dpi=120)
 
 
 def plot_confusion_matrix(cm: np.ndarray, names: dict, save_dir: Path) -> list[Path]:
     """``confusion_matrix.png`` and ``confusion_matrix_normalized.png`` (rows: predicted, columns: true)."""
-    plt = _plt()
     outs = []
     nc = cm.shape[0]
     for normalize in (False, True):
         m = cm.astype(np.float64)
         if normalize:
             m = m / np.maximum(m.sum(0, keepdims=True), 1)
-        fig, ax = plt.subplots(figsize=(min(2 + nc * 0.5, 14), min(2 + nc * 0.5, 14)), tight_layout=True)
+        side = min(2 + nc * 0.5, 14)
+        fig = _figure((side, side))
+        ax = fig.subplots()
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.93)
         ax.imshow(m, cmap="Blues")
         if nc <= 30:
             ticks = [str(names.get(i, i)) for i in range(nc)]
@@ -54,25 +70,30 @@ def plot_confusion_matrix(cm: np.ndarray, names: dict, save_dir: Path) -> list[P
         ax.set_xlabel("True")
         ax.set_ylabel("Predicted")
         ax.set_title("Confusion Matrix" + (" Normalized" if normalize else ""))
-        out = save_dir / ("confusion_matrix_normalized.png" if normalize else "confusion_matrix.png")
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        outs.append(out)
+        outs.append(_save(fig, save_dir / ("confusion_matrix_normalized.png" if normalize else "confusion_matrix.png"),
+                          dpi=120))
     return outs
 
 
 def plot_batch(images: np.ndarray, labels: np.ndarray, names: dict, path: Path, max_images: int = 16) -> Path:
-    """A labelled mosaic of (augmented) training images: ``train_batch{i}.jpg``."""
-    plt = _plt()
+    """A labelled mosaic of (augmented) training images: ``train_batch{i}.jpg`` (uint8 HWC images; each tile is
+    scaled up to at least 128 px, nearest neighbour, so small-imgsz runs stay legible)."""
+    from PIL import Image, ImageDraw
+
     n = min(len(images), max_images)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows), tight_layout=True)
-    for ax, i in zip(np.ravel(axes), range(rows * cols)):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i])
-            ax.set_title(str(names.get(int(labels[i]), labels[i])), fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    h, w = images.shape[1:3]
+    k = max(1, int(np.ceil(128 / max(h, w))))
+    th, tw, top, gap = h * k, w * k, 14, 2  # tile size, label strip above each tile, gap between tiles
+    canvas = Image.new("RGB", (cols * (tw + gap), rows * (th + top + gap)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x, y = c * (tw + gap), r * (th + top + gap)
+        canvas.paste(Image.fromarray(np.asarray(images[i], np.uint8)).resize((tw, th), Image.NEAREST), (x, y + top))
+        draw.text((x + 2, y + 1), str(names.get(int(labels[i]), labels[i])), fill=(0, 0, 0))
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    canvas.save(tmp, quality=90)
+    tmp.replace(path)
     return path
