@@ -208,9 +208,10 @@ def test_runs_in_one_process_log_to_their_own_file_and_to_the_current_stdout(fol
     assert "lr=0.02" in second_log and "lr=0.01" not in second_log
 
 
-def test_plots_are_written_in_the_background_once(folder, tmp_path):
+def test_plots_and_tensorboard_are_written_in_the_background(folder, tmp_path):
     """plots=True: train_batch0-2.jpg, results.png and the best epoch's confusion matrices, all readable images, no
-    temporary files left; the matrices are those of the best epoch (its validation counts every image once)."""
+    temporary files left; the matrices are those of the best epoch (its validation counts every image once). The
+    TensorBoard event file holds every results.csv column of every epoch."""
     from PIL import Image
 
     from jaxyolo.engine.train import train
@@ -226,6 +227,14 @@ def test_plots_are_written_in_the_background_once(folder, tmp_path):
             assert min(im.size) >= 128, (name, im.size)
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     assert best.confusion_matrix.sum() == best.n
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    (events,) = run.glob("events.out.tfevents.*")
+    logged = {(e.step, v.tag) for r in tf.data.TFRecordDataset(str(events))
+              for e in [event_pb2.Event.FromString(r.numpy())] for v in e.summary.value}
+    assert logged == {(step, c) for step in (1, 2) for c in read_csv(run / "results.csv")[0] if c not in
+                      ("epoch", "time")}
 
 
 def test_kept_batches_reuse_small_splits_and_stream_large_ones():

@@ -203,7 +203,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     elif main:
         (save_dir / "args.yaml").write_text(yaml.safe_dump({**args, "imgsz": list(imgsz) if isinstance(imgsz, tuple)
                                                             else imgsz}, sort_keys=False))
-    writer = _tensorboard(save_dir) if main else None
+    tb = {"writer": _tensorboard(save_dir) if main else None}  # scalars are written on the background writer
 
     # ---- preemption: SIGTERM -> checkpoint at the next batch boundary, then exit ------------------------------------
     stop = {"sigterm": False}
@@ -287,8 +287,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 meta["patience_left"] = int(meta["patience_left"]) - 1
             if main:
                 _write_csv(save_dir / "results.csv", meta["history"])
-                if writer is not None:
-                    writer = _log_scalars(writer, dict(zip(CSV_COLUMNS[2:], row[2:])), epoch + 1)
+                if tb["writer"] is not None:
+                    writer_bg.submit(_log_scalars, tb, dict(zip(CSV_COLUMNS[2:], row[2:])), epoch + 1)
                 extra = {"epoch": epoch, "best_fitness": meta["best_fitness"],
                          "train_metrics": {**metrics.results_dict, "val/loss": metrics.loss},
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
@@ -359,8 +359,11 @@ def _tensorboard(save_dir: Path):
         return None
 
 
-def _log_scalars(writer, scalars: dict, step: int):
-    """Write one epoch's scalars; on any TensorBoard failure warn once and return None (logging disabled)."""
+def _log_scalars(tb: dict, scalars: dict, step: int) -> None:
+    """Write one epoch's scalars to ``tb['writer']``; on any TensorBoard failure warn once and drop the writer."""
+    writer = tb["writer"]
+    if writer is None:
+        return
     try:
         import tensorflow as tf
 
@@ -368,10 +371,9 @@ def _log_scalars(writer, scalars: dict, step: int):
             for key, v in scalars.items():
                 tf.summary.scalar(key, v, step=step)
         writer.flush()
-        return writer
     except Exception as e:  # TensorBoard is a convenience: never fail a run over it
         LOGGER.warning(f"TensorBoard logging disabled: {e}")
-        return None
+        tb["writer"] = None
 
 
 def _write_csv(path: Path, history: list) -> None:
