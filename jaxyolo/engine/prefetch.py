@@ -5,8 +5,9 @@ host batches, so tracing the augmentation graph (seconds, on the first epoch) ov
 compilation, and starting the next epoch's iterator overlaps validation. The batches, their order and their content
 are exactly those of ``make_epoch(epoch, start_batch)``: only *when* they are produced changes.
 
-``BackgroundWriter`` runs file writes (``last.pt`` / ``best.pt``) one at a time on a worker thread; ``wait()``
-re-raises the first failure, and every write is atomic (the writers themselves write to a temp file and rename).
+``BackgroundWriter`` runs file writes (``last.pt`` / ``best.pt``, plots, TensorBoard scalars) one at a time on a
+worker thread; ``wait()`` re-raises the first failure, and every file write is atomic (the writers themselves write
+to a temp file and rename).
 """
 
 from __future__ import annotations

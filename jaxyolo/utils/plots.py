@@ -23,11 +23,20 @@ def _figure(figsize) -> "matplotlib.figure.Figure":  # noqa: F821
     return fig
 
 
-def _save(fig, out: Path, dpi: int) -> Path:
+def _write(out: Path, save) -> Path:
+    """``save(tmp)`` to a temporary name next to ``out`` (same suffix, so the format is inferred), then rename; the
+    temporary file is removed if saving fails."""
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(out)
+    try:
+        save(tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
+
+
+def _save(fig, out: Path, dpi: int) -> Path:
+    return _write(out, lambda tmp: fig.savefig(tmp, dpi=dpi))
 
 
 def plot_results(csv_path: Path) -> Path:
@@ -93,7 +102,4 @@ def plot_batch(images: np.ndarray, labels: np.ndarray, names: dict, path: Path, 
         x, y = c * (tw + gap), r * (th + top + gap)
         canvas.paste(Image.fromarray(np.asarray(images[i], np.uint8)).resize((tw, th), Image.NEAREST), (x, y + top))
         draw.text((x + 2, y + 1), str(names.get(int(labels[i]), labels[i])), fill=(0, 0, 0))
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    canvas.save(tmp, quality=90)
-    tmp.replace(path)
-    return path
+    return _write(path, lambda tmp: canvas.save(tmp, quality=90))
