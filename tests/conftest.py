@@ -154,7 +154,7 @@ def _train_digits(tmp_path_factory, datasets_dir, arch: str, epochs: int | None 
         res = YOLO(f"{arch}.yaml").train(**args, project=str(project), name="train", plots=False, verbose=False)
         train_s = time.perf_counter() - t0
         best = Path(res.save_dir) / "weights" / "best.pt"
-        top1 = YOLO(str(best)).val(data=args["data"], imgsz=args["imgsz"], verbose=False).top1
+        top1 = YOLO(str(best)).val(data=args["data"], imgsz=args["imgsz"], verbose=False, plots=False).top1
     return TrainedDigits(arch, best, float(top1), float(res.top1), int(args["epochs"]), int(args["imgsz"]), train_s)
 
 

@@ -35,7 +35,7 @@ def test_train_returns_metrics_and_reloads_best(trained, workdir):
     assert model.overrides["imgsz"] == IMGSZ and model.overrides["data"] == "digits"
 
 
-def test_val_needs_no_arguments(trained):
+def test_val_needs_no_arguments(trained, workdir):
     """Seed document: `metrics = model.val()  # no arguments needed, dataset and settings remembered`."""
     model, results = trained
     metrics = model.val()
@@ -46,6 +46,17 @@ def test_val_needs_no_arguments(trained):
     assert abs(metrics.top1 - results.top1) <= 2 / 360 and abs(metrics.top5 - results.top5) <= 2 / 360
     again = model.val(data="digits", imgsz=IMGSZ, batch=64, split="val")
     assert again.top1 == metrics.top1 and again.top5 == metrics.top5
+    # like `yolo classify val`: the confusion matrices ([pred, true], top-1) go to runs/classify/val, then val-2, ...
+    cm = metrics.confusion_matrix
+    assert cm.sum() == 360 and np.trace(cm) == round(metrics.top1 * 360)
+    runs = workdir / "runs" / "classify"
+    assert [Path(m.save_dir).resolve() for m in (metrics, again)] == [(runs / "val").resolve(), (runs / "val-2").resolve()]
+    for name in ("confusion_matrix.png", "confusion_matrix_normalized.png"):
+        with Image.open(runs / "val" / name) as im:
+            assert min(im.size) >= 200
+    assert sorted(p.name for p in (runs / "val").iterdir()) == ["confusion_matrix.png", "confusion_matrix_normalized.png"]
+    quiet = model.val(plots=False)
+    assert quiet.save_dir is None and not (runs / "val-3").exists() and quiet.top1 == metrics.top1
 
 
 def test_predict_on_an_image(trained, workdir):

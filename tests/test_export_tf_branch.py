@@ -140,6 +140,15 @@ def test_output_names():
     assert format_for_path("best_saved_model/").arg == "saved_model" and format_for_path("best.pb").arg == "pb"
 
 
+def conv_ops(path) -> list[str]:
+    """The builtin op of every operator in a .tflite model, in graph order (``op_names`` lists each op code once)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(Path(path).read_bytes(), 0))
+    codes = tflite.op_names(path)
+    return [codes[op.opcodeIndex] for g in m.subgraphs for op in g.operators]
+
+
 def test_tflite_fp32_fp16(model, images):
     name, y, out = model
     ref = jax_probs(y, images)
@@ -150,6 +159,11 @@ def test_tflite_fp32_fp16(model, images):
         ops = tflite.op_names(f)
         assert not [o for o in ops if o.startswith("CUSTOM")], ops  # builtins only: no Flex, no custom ops
         assert {"CONV_2D", "LOGISTIC", "SOFTMAX", "FULLY_CONNECTED"} <= set(ops)
+        # every Conv layer, 1x1 included (XLA:CPU runs those as matmuls, but exporters trace them as convolutions)
+        convs = [k for p, k in jax.tree_util.tree_leaves_with_path(y.variables["params"])
+                 if jax.tree_util.keystr(p).endswith("['conv']['kernel']")]
+        per_op = conv_ops(f)
+        assert per_op.count("CONV_2D") + per_op.count("DEPTHWISE_CONV_2D") == len(convs), per_op
         with zipfile.ZipFile(f) as z:  # Ultralytics' metadata.json, appended as a zip entry
             meta = json.loads(z.read("metadata.json"))
         assert meta["imgsz"] == [IMGSZ, IMGSZ] and meta["batch"] == 1 and meta["names"]["3"] == "cls_3"

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.export.core import ExportError
+from jaxyolo.nn.modules import export_graph
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -65,7 +66,8 @@ def tf_module(yolo, imgsz: tuple[int, int], batch: int = 1):
         return {OUTPUT_NAME: tf.identity(converted(images), name=OUTPUT_NAME)}
 
     holder.serve = serve
-    return holder, serve.get_concrete_function()
+    with export_graph():  # the JAX forward is traced here: keep every convolution a convolution (CONV_2D)
+        return holder, serve.get_concrete_function()
 
 
 def calibration_images(data, imgsz: tuple[int, int], n: int = CALIB_IMAGES, ch: int = 3) -> list[np.ndarray]:

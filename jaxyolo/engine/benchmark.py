@@ -326,7 +326,7 @@ def benchmark(model="yolov8n-cls.yaml", data=None, imgsz=None, half: bool = Fals
     save_dir.mkdir(parents=True, exist_ok=True)
     out_dir = save_dir.resolve()  # absolute: some exporters run their converter in another working directory
     vbatch = int(batch or 32)
-    val_kw = {"data": str(data), "imgsz": imgsz, "batch": vbatch, "verbose": False}
+    val_kw = {"data": str(data), "imgsz": imgsz, "batch": vbatch, "verbose": False, "plots": False}
     if data_dir:
         val_kw["data_dir"] = data_dir
     x = np.random.default_rng(0).random((1, size[0], size[1], int(yolo.cfg.get("channels", 3))), dtype=np.float32)

@@ -483,8 +483,24 @@ class YOLO:
             LOGGER.info(f"{ds.source} {split}: {metrics.n} images, imgsz={imgsz}; top1 {metrics.top1:.6g}, top5 "
                         f"{metrics.top5:.6g}, loss {metrics.loss:.6g}; "
                         f"Speed: {metrics.speed.get('inference', 0.0):.1f}ms per image")
+        if args.get("plots", DEFAULT_CFG["plots"]) and metrics.confusion_matrix is not None:
+            self._save_val_plots(metrics, ds.names, args, verbose)
         self.metrics = metrics
         return metrics
+
+    @staticmethod
+    def _save_val_plots(metrics, names: dict, args: dict, verbose: bool) -> None:
+        """``runs/classify/val[-N]/confusion_matrix{,_normalized}.png`` like ``yolo classify val``;
+        ``metrics.save_dir`` is that directory."""
+        from jaxyolo.utils import plots
+        from jaxyolo.utils.files import run_dir
+
+        save_dir = run_dir(args.get("project"), args.get("name"), "val", bool(args.get("exist_ok", False)))
+        save_dir.mkdir(parents=True, exist_ok=True)
+        plots.try_plot(plots.plot_confusion_matrix, metrics.confusion_matrix, names, save_dir)
+        metrics.save_dir = save_dir
+        if verbose:
+            LOGGER.info(f"Results saved to {save_dir}")
 
     def _val_exported(self, ds, split, imgsz, batch, args):
         import time

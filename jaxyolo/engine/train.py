@@ -244,7 +244,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 state, loss = step_fn(state, g_img, g_lab, hp, jax.random.fold_in(base_key, ni))
                 pending.append(loss)
                 if main and args["plots"] and ni < 3:
-                    writer_bg.submit(_plot, plots.plot_batch, images, labels, ds.names,
+                    writer_bg.submit(plots.try_plot, plots.plot_batch, images, labels, ds.names,
                                      save_dir / f"train_batch{ni}.jpg")
                 k = int(args["checkpoint_every"])
                 save_now = stop["sigterm"] or (k > 0 and (ni + 1) % k == 0 and i + 1 < nb)
@@ -309,9 +309,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     if best is None:  # resumed after the last epoch, or best came from before the restart: re-validate best.pt
         best = metrics if "metrics" in locals() else ClassifyMetrics()
     if main and args["plots"] and meta["history"]:  # once, at the end (as Ultralytics): the best epoch's matrix
-        writer_bg.submit(_plot, plots.plot_results, save_dir / "results.csv")
+        writer_bg.submit(plots.try_plot, plots.plot_results, save_dir / "results.csv")
         if best.confusion_matrix is not None:
-            writer_bg.submit(_plot, plots.plot_confusion_matrix, best.confusion_matrix, ds.names, save_dir)
+            writer_bg.submit(plots.try_plot, plots.plot_confusion_matrix, best.confusion_matrix, ds.names, save_dir)
     writer_bg.wait()
     best.save_dir = save_dir
     LOGGER.info(f"{recipe.epochs - start_epoch} epochs completed in {float(meta['train_time']) / 3600:.3f} hours. "
@@ -339,15 +339,6 @@ def _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev) -> None:
                 f.result()
     except Exception as e:  # noqa: BLE001
         LOGGER.debug(f"ahead-of-time compilation skipped: {e}")
-
-
-def _plot(fn, *args) -> None:
-    """``fn(*args)``, one of ``jaxyolo.utils.plots``, on the background writer; a failed plot warns and never fails
-    the run."""
-    try:
-        fn(*args)
-    except Exception as e:  # noqa: BLE001 - plots are a convenience, the weights and results.csv are what matter
-        LOGGER.warning(f"{fn.__name__} failed: {type(e).__name__}: {e}")
 
 
 def _tensorboard(save_dir: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -22,6 +23,7 @@ class ClassifyMetrics:
     n: int = 0
     confusion_matrix: np.ndarray | None = None
     speed: dict = field(default_factory=dict)
+    save_dir: Path | None = None  # the run directory: train's, or val's when plots were saved
 
     @property
     def fitness(self) -> float:

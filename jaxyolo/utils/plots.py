@@ -9,9 +9,21 @@ no half-written image.
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
+
+LOGGER = logging.getLogger("jaxyolo")
+
+
+def try_plot(fn, *args) -> None:
+    """``fn(*args)``, one of the plots below; a failed plot warns and never fails the run or validation that asked
+    for it (plots are a convenience: the weights, results.csv and metrics are what matter)."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001
+        LOGGER.warning(f"{fn.__name__} failed: {type(e).__name__}: {e}")
 
 
 def _figure(figsize) -> "matplotlib.figure.Figure":  # noqa: F821
