@@ -124,47 +124,52 @@ def test_train_mode_returns_logits_and_updates_batch_stats(y11n10):
     np.testing.assert_allclose(probs, jax.nn.softmax(ev_logits), atol=1e-6)
 
 
-def _primitives(jaxpr) -> list[str]:
-    """Every primitive in a jaxpr, sub-jaxprs (jit, custom_jvp, ...) included."""
+def _eqns(jaxpr) -> list:
+    """Every equation in a jaxpr, sub-jaxprs (jit, custom_jvp, ...) included."""
     out = []
     for eqn in jaxpr.eqns:
-        out.append(eqn.primitive.name)
+        out.append(eqn)
         for v in eqn.params.values():
             for sub in (v if isinstance(v, (tuple, list)) else (v,)):
                 sub = getattr(sub, "jaxpr", sub)
                 if hasattr(sub, "eqns"):
-                    out += _primitives(sub)
+                    out += _eqns(sub)
     return out
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the 1x1-as-matmul lowering is XLA:CPU's only")
-def test_pointwise_convs_run_as_matmuls_on_cpu_but_export_as_convs(y11n10):
-    """On CPU a 1x1 convolution is traced as a dot (faster on XLA:CPU, forward and backward); inside
-    ``export_graph()`` (what the TFLite exporter traces in) every convolution stays a convolution op. Both give the
-    same outputs and gradients."""
-    from jaxyolo.nn.modules import export_graph
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="these lowerings are XLA:CPU's only")
+def test_cpu_convolutions_run_as_matmuls_but_export_as_convolutions(y11n10):
+    """On CPU, 1x1 convolutions and convolutions of <= 4x4 maps are traced as dots (faster on XLA:CPU, forward and
+    backward); inside ``export_graph()`` (what the TFLite exporter traces in) every Conv stays a convolution op.
+    Both give the same outputs and gradients."""
+    from jaxyolo.nn.modules import SMALL_MAP, export_graph
 
     m = y11n10
     kernels = [k for p, k in jax.tree_util.tree_leaves_with_path(m.variables["params"])
-               if "conv" in jax.tree_util.keystr(p) and k.ndim == 4]
-    n_1x1 = sum(k.shape[:2] == (1, 1) for k in kernels)
-    assert 0 < n_1x1 < len(kernels)
-    x = jnp.asarray(np.random.default_rng(3).random((4, 64, 64, 3), dtype=np.float32))
+               if jax.tree_util.keystr(p).endswith("['conv']['kernel']")]
+    x = jnp.asarray(np.random.default_rng(3).random((4, 64, 64, 3), dtype=np.float32))  # maps down to 2x2
 
     def loss(params):
         logits, _ = m.module.apply({**m.variables, "params": params}, x, train=True, mutable=["batch_stats"])
         return jnp.sum(logits * jnp.arange(10.0))
 
     def trace():
-        prims = _primitives(jax.make_jaxpr(lambda v: m.module.apply(v, x))(m.variables).jaxpr)
-        return prims.count("conv_general_dilated"), prims.count("dot_general"), m.forward(x), jax.grad(loss)(
-            m.variables["params"])
+        eqns = _eqns(jax.make_jaxpr(lambda v: m.module.apply(v, x))(m.variables).jaxpr)
+        convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
+        return convs, m.forward(x), jax.grad(loss)(m.variables["params"])
 
-    convs, dots, probs, grads = trace()
+    convs, probs, grads = trace()
     with export_graph():
-        e_convs, e_dots, e_probs, e_grads = trace()
-    # attention and the Linear head are dots in both traces; only the 1x1 convolutions move
-    assert (convs, dots) == (len(kernels) - n_1x1, e_dots + n_1x1) and e_convs == len(kernels)
+        e_convs, e_probs, e_grads = trace()
+    assert len(e_convs) == len(kernels)
+    # what is left on CPU: the grouped (depthwise) ones, and k x k ones of maps larger than 4x4; at least one 1x1 and
+    # one small-map convolution went
+    for e in convs:
+        n, h, w, c = e.invars[0].aval.shape
+        kh, kw = e.invars[1].aval.shape[:2]
+        assert e.params["feature_group_count"] > 1 or ((kh, kw) != (1, 1) and h * w > SMALL_MAP), (e.invars, e.params)
+    n_1x1 = sum(k.shape[:2] == (1, 1) for k in kernels)
+    assert len(convs) < len(kernels) - n_1x1
     np.testing.assert_allclose(probs, e_probs, atol=1e-6)
     g, e = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(t)]) for t in (grads, e_grads))
     assert np.abs(g - e).max() <= 1e-4 * np.abs(e).max()  # float32 sums in another order

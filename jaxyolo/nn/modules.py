@@ -46,7 +46,7 @@ _EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
 @contextlib.contextmanager
 def export_graph():
     """Trace the model for a converter: inside this block every convolution stays a convolution op (what converters
-    map to CONV_2D), whatever the backend. Outside it, XLA:CPU runs 1x1 convolutions as matmuls (below)."""
+    map to CONV_2D), whatever the backend. Outside it, XLA:CPU runs some convolutions as matmuls (``conv_impl``)."""
     token = _EXPORT_GRAPH.set(True)
     try:
         yield
@@ -60,15 +60,47 @@ def _pointwise_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, r
     return lax.dot_general(lhs, rhs[0, 0], (((lhs.ndim - 1,), (0,)), ((), ())), precision=precision)
 
 
-def conv_impl(k: int, s: int, p: int, g: int):
-    """The ``conv_general_dilated`` for ``nn.Conv`` (None: Flax's default, ``lax.conv_general_dilated``).
+def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
+                    dimension_numbers=None, feature_group_count=1, precision=None):
+    """An ungrouped NHWC/HWIO convolution as one matmul over its kernel taps (im2col), for ``nn.Conv``. Taps that
+    only ever read padding are dropped, so a 3x3 convolution of a 1x1 map is the 1x1 convolution of its centre tap."""
+    kh, kw, _, _ = rhs.shape
+    (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
+    h, w = lhs.shape[1:3]
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
 
-    On XLA:CPU a 1x1 convolution (a third of yolov8n-cls's) is ~2x faster as a dot, forward and backward, than as a
-    convolution, which also needs its activations transposed for the kernel gradient: the whole yolov8n-cls train
-    step at 224 gets ~11% faster and inference ~10% (benchmarks/RESULTS.md). Same parameters, same maths; GPUs and
-    TPUs keep their native convolutions, and exporters trace inside ``export_graph()``."""
-    if k == 1 and s == 1 and p == 0 and g == 1 and not _EXPORT_GRAPH.get() and jax.default_backend() == "cpu":
+    def live(i, stride, n_out, pad, n_in):  # does tap i read an input pixel (not only padding) for some output?
+        return any(pad <= i + stride * o < pad + n_in for o in range(n_out))
+
+    taps = [(i, j) for i in range(kh) for j in range(kw) if live(i, sh, ho, pt, h) and live(j, sw, wo, pl, w)]
+    x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    cols = jnp.concatenate([x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i, j in taps], -1)
+    kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
+    return lax.dot_general(cols, kernel, (((3,), (0,)), ((), ())), precision=precision)
+
+
+SMALL_MAP = 16  # input maps of at most this many pixels (4x4) are convolved as im2col matmuls on XLA:CPU
+
+
+def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int]):
+    """The ``conv_general_dilated`` for ``nn.Conv`` on an ``hw`` input map (None: Flax's default,
+    ``lax.conv_general_dilated``). Same parameters, same maths, other XLA ops, on XLA:CPU only (GPUs and TPUs keep
+    their native convolutions, and exporters trace inside ``export_graph()``):
+
+    * 1x1 convolutions (a third of yolov8n-cls's) as one dot: ~2x faster forward and backward than XLA:CPU's
+      convolution, which also transposes the activations for the kernel gradient. yolov8n-cls at 224: train step
+      ~11% and inference ~10% faster.
+    * Convolutions of maps of <= 4x4 pixels (the last stages at imgsz 32-64) as im2col matmuls: XLA:CPU swaps the
+      operands of a convolution whose kernel is larger than its input and runs that on a slow generic path (two 3x3
+      convolutions of 2x2 maps took half of yolov8s-cls's inference time at 64 px). yolov8s-cls at 64: train step 2x
+      and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x. Measured in benchmarks/RESULTS.md.
+    """
+    if g != 1 or _EXPORT_GRAPH.get() or jax.default_backend() != "cpu":
+        return None
+    if k == 1 and s == 1 and p == 0:
         return _pointwise_matmul
+    if hw[0] * hw[1] <= SMALL_MAP:
+        return _patches_matmul
     return None
 
 
@@ -89,7 +121,7 @@ class Conv(nn.Module):
         p = autopad(self.k, self.p)
         x = nn.Conv(self.c2, (self.k, self.k), strides=(self.s, self.s), padding=((p, p), (p, p)),
                     feature_group_count=self.g, use_bias=False, dtype=self.dtype, kernel_init=torch_kernel_init,
-                    conv_general_dilated=conv_impl(self.k, self.s, p, self.g), name="conv")(x)
+                    conv_general_dilated=conv_impl(self.k, self.s, p, self.g, x.shape[1:3]), name="conv")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
                          name="bn")(x)
         return nn.silu(x) if self.act else x
