@@ -1,18 +1,98 @@
-"""Orbax checkpoints of the full train state plus the host-side loop counters, for exact resume."""
+"""Orbax checkpoints of the full train state plus the host-side loop counters, for exact resume.
+
+The state is saved *packed*: its leaves raveled and concatenated into one 1-D array per part and dtype, where the parts
+are ``ema`` (the weights ``YOLO('run/checkpoints')`` loads, readable on their own) and ``train`` (everything else).
+Orbax's cost is per array: yolov8n-cls's 520 leaves took 0.85 s to save in the background (more than a digits epoch
+on 2 busy cores, so the next save waited for it) and 0.12 s on the trainer's thread; packed, 0.06 s and 0.006 s. Each
+packed array is sharded over every device of the mesh (padded to a multiple of the device count), so every host writes
+only its own slices, FSDP or not. The JSON ``meta`` item records each leaf's path, shape and dtype, so a checkpoint
+stays self-describing. Checkpoints written leaf by leaf (before packing) still restore.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+FORMAT = 2  # meta["format"]: 2 = packed; absent = one orbax array per leaf
+
+
+def _key(k) -> str | int:
+    return k.key if hasattr(k, "key") else k.name if hasattr(k, "name") else k.idx
+
+
+def _parts(state) -> dict:
+    """``{'ema': pytree, 'train': pytree}``: the EMA weights, and the rest of the state."""
+    return {"ema": state.ema, "train": state.replace(ema=None)}
+
+
+def layout(state) -> dict:
+    """``{part: [[path, shape, dtype], ...]}`` in flattening order (paths as lists of keys)."""
+    return {part: [[[_key(k) for k in path], list(np.shape(x)), np.dtype(x.dtype).name]
+                   for path, x in jax.tree_util.tree_leaves_with_path(tree)]
+            for part, tree in _parts(state).items()}
+
+
+def _groups(entries: list) -> dict[str, tuple[list[int], int]]:
+    """dtype -> (indices of the leaves of that dtype in order, total size)."""
+    out: dict[str, tuple[list[int], int]] = {}
+    for i, (_, shape, dtype) in enumerate(entries):
+        idx, n = out.get(dtype, ([], 0))
+        out[dtype] = (idx + [i], n + int(np.prod(shape, dtype=np.int64)))
+    return out
+
+
+def _padded(n: int, n_dev: int) -> int:
+    return max(1, -(-n // n_dev)) * n_dev
+
+
+def _flat_sharding(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(mesh.axis_names))
+
+
+def _packer(state, mesh):
+    """A jitted ``state -> {part: {dtype: 1-D array}}``: ravel, concatenate, pad, shard over every device."""
+    lay = layout(state)
+    n_dev = mesh.devices.size
+
+    def pack(st):
+        out = {}
+        for part, tree in _parts(st).items():
+            leaves = jax.tree.leaves(tree)
+            out[part] = {}
+            for dtype, (idx, n) in _groups(lay[part]).items():
+                flat = jnp.concatenate([jnp.ravel(leaves[i]) for i in idx])
+                out[part][dtype] = jnp.pad(flat, (0, _padded(n, n_dev) - n))
+        return out
+
+    return jax.jit(pack, out_shardings=_flat_sharding(mesh)), lay
+
+
+def _unpack_leaves(flat: dict, entries: list, xp=jnp) -> list:
+    leaves = [None] * len(entries)
+    for dtype, (idx, _) in _groups(entries).items():
+        off = 0
+        for i in idx:
+            shape = entries[i][1]
+            n = int(np.prod(shape, dtype=np.int64))
+            leaves[i] = xp.reshape(flat[dtype][off:off + n], shape)
+            off += n
+    return leaves
 
 
 class Checkpointer:
     """Async ``CheckpointManager`` keeping the newest ``keep`` checkpoints; steps are global batch counts."""
 
-    def __init__(self, directory: str | Path, keep: int = 3):
+    def __init__(self, directory: str | Path, mesh, keep: int = 3):
         self.directory = Path(directory).absolute()
+        self.mesh = mesh
+        self._packers = {}  # state structure, shapes and dtypes -> (jitted packer, layout)
         self.mgr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True),
@@ -22,14 +102,43 @@ class Checkpointer:
         return self.mgr.latest_step()
 
     def save(self, step: int, state, meta: dict, force: bool = False) -> None:
-        self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        leaves, treedef = jax.tree.flatten(state)
+        key = (treedef, tuple((x.shape, x.dtype) for x in leaves))
+        if key not in self._packers:
+            self._packers[key] = _packer(state, self.mesh)
+        pack, lay = self._packers[key]
+        packed = pack(state)
+        meta = {**meta, "format": FORMAT, "layout": lay}
+        self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(packed), meta=ocp.args.JsonSave(meta)),
                       force=force)
 
     def restore(self, step: int, abstract_state):
         """Restore onto the shardings described by ``abstract_state`` (a pytree of ShapeDtypeStruct with sharding)."""
-        out = self.mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                             meta=ocp.args.JsonRestore()))
-        return out["state"], out["meta"]
+        meta = self.restore_meta(step)
+        if meta.pop("format", None) != FORMAT:  # written leaf by leaf
+            out = self.mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+            return out["state"], meta
+        want, got = layout(abstract_state), meta.pop("layout")
+        if want != got:
+            part = next(p for p in want if want[p] != got.get(p))
+            diff = next((f"{'/'.join(map(str, a[0]))} {a[1]} {a[2]} (checkpoint: {'/'.join(map(str, b[0]))} {b[1]} "
+                         f"{b[2]})" for a, b in zip(want[part], got.get(part, [])) if a != b),
+                        f"{len(want[part])} leaves (checkpoint: {len(got.get(part, []))})")
+            raise ValueError(f"{self.directory / str(step)}: the checkpoint does not match this model and optimizer; "
+                             f"first difference in '{part}': {diff}")
+        n_dev, sh = self.mesh.devices.size, _flat_sharding(self.mesh)
+        abstract = {part: {dtype: jax.ShapeDtypeStruct((_padded(n, n_dev),), dtype, sharding=sh)
+                           for dtype, (_, n) in _groups(entries).items()} for part, entries in want.items()}
+        packed = self.mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        parts = _parts(abstract_state)
+
+        def unpack(pk):
+            trees = {part: jax.tree.unflatten(jax.tree.structure(parts[part]), _unpack_leaves(pk[part], want[part]))
+                     for part in want}
+            return trees["train"].replace(ema=trees["ema"])
+
+        shardings = jax.tree.map(lambda a: a.sharding, abstract_state)
+        return jax.jit(unpack, out_shardings=shardings)(packed), meta
 
     def restore_meta(self, step: int) -> dict:
         """Only the host-side counters of checkpoint ``step`` (cheap: no arrays are read)."""
@@ -41,6 +150,31 @@ class Checkpointer:
     def close(self) -> None:
         self.mgr.wait_until_finished()
         self.mgr.close()
+
+
+def read_ema(ckpt_dir: str | Path, step: int) -> dict:
+    """The EMA ``{'params', 'batch_stats'}`` of one train-state checkpoint, as numpy (nothing else is read)."""
+    step_dir = Path(ckpt_dir).absolute() / str(step)
+    meta_file = step_dir / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    ck = ocp.PyTreeCheckpointer()
+    tree = ck.metadata(step_dir / "state").item_metadata.tree
+    if not isinstance(tree, dict) or "ema" not in tree:
+        raise ValueError(f"{step_dir / 'state'}: not a jaxyolo train-state checkpoint (no 'ema' entry)")
+    sub = {"ema": tree["ema"]}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), sub)
+    ema = ck.restore(step_dir / "state", args=ocp.args.PyTreeRestore(item=sub, restore_args=restore_args,
+                                                                   partial_restore=True))["ema"]
+    if meta.get("format") == FORMAT:
+        entries = meta["layout"]["ema"]
+        tree = {}
+        for (path, _, _), leaf in zip(entries, _unpack_leaves(ema, entries, np)):
+            node = tree
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = leaf
+        ema = tree
+    return {"params": ema["params"], "batch_stats": ema["batch_stats"]}
 
 
 def abstract_like(state, shardings):

@@ -58,23 +58,6 @@ def find_orbax(path: Path) -> tuple[Path, int] | None:
     return (path, max(steps)) if steps else None
 
 
-def restore_ema(ckpt_dir: Path, step: int) -> dict:
-    """The EMA ``{'params', 'batch_stats'}`` of one orbax train-state checkpoint, as numpy (nothing else is read)."""
-    import orbax.checkpoint as ocp
-
-    state_dir = Path(ckpt_dir).absolute() / str(step) / "state"
-    ck = ocp.PyTreeCheckpointer()
-    tree = ck.metadata(state_dir).item_metadata.tree
-    if not isinstance(tree, dict) or "ema" not in tree:
-        raise ValueError(f"{state_dir}: not a jaxyolo train-state checkpoint (no 'ema' entry)")
-    sub = {"ema": tree["ema"]}
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), sub)
-    out = ck.restore(state_dir, args=ocp.args.PyTreeRestore(item=sub, restore_args=restore_args,
-                                                            partial_restore=True))
-    ema = out["ema"]
-    return {"params": ema["params"], "batch_stats": ema["batch_stats"]}
-
-
 def _shapes(tree) -> dict:
     import flax
 
@@ -188,7 +171,9 @@ class YOLO:
 
         from jaxyolo.nn.build import build_model as build
 
-        ema = restore_ema(ckpt_dir, step)
+        from jaxyolo.engine.checkpoint import read_ema
+
+        ema = read_ema(ckpt_dir, step)
         run = Path(ckpt_dir).parent
         args = {}
         if (run / "args.yaml").is_file():

@@ -145,7 +145,7 @@ def _set_up_and_train(args, save_dir, proc, nproc) -> ClassifyMetrics:
 
     # ---- resume point, then the input pipeline starts on a background thread ------------------------------------------
     # (tracing the augmentation graph and each next epoch's iterator overlap model set-up, compilation and validation)
-    ckpt = Checkpointer(save_dir / "checkpoints", keep=int(args["keep_checkpoints"]))
+    ckpt = Checkpointer(save_dir / "checkpoints", mesh, keep=int(args["keep_checkpoints"]))
     latest = ckpt.latest_step()
     resume_at = ckpt.restore_meta(latest) if latest is not None else {"epoch": 0, "batch": 0}
 
