@@ -28,6 +28,8 @@ def main():
     import numpy as np
     import tensorflow as tf
 
+    from jaxyolo.data import pil_ops as O
+    from jaxyolo.data import tf_augment as A
     from jaxyolo.data import transforms as T
 
     files = sorted(glob.glob(f"{a.dir}/**/train/*/*.jpg", recursive=True))[: a.images]
@@ -72,15 +74,15 @@ def main():
     run("decode (full image)", lambda p, i: tf.io.decode_jpeg(tf.io.read_file(p), channels=3,
                                                              dct_method="INTEGER_ACCURATE"))
     run("random crop, decode the window only", crop)
-    run("+ resize to 224 (antialiased)", lambda p, i: T._resize(tf.cast(crop(p, i), tf.float32), [224, 224]))
+    run("+ resize to 224 (antialiased)", lambda p, i: O.pil_resize(tf.cast(crop(p, i), tf.float32), [224, 224]))
     run("+ flip (train transform, no aug)", lambda p, i: full(p, i, {**base, "auto_augment": "none"}))
     run("+ RandAugment(2, 9)", lambda p, i: full(p, i, {**base, "auto_augment": "randaugment"}))
     run("+ RandomErasing(0.4)", lambda p, i: full(p, i, {**base, "auto_augment": "randaugment", "erasing": 0.4}))
     x = tf.random.uniform([224, 224, 3], 0, 255)
     print("RandAugment op alone on 224x224 (ms, incl. call overhead)")
-    for name in T.RANDAUGMENT_OPS:
+    for name in A.RANDAUGMENT_OPS:
         mag = {"Posterize": 4, "Solarize": 128.0}.get(name, 0.3)
-        f = tf.function(lambda x, name=name, mag=mag: T.apply_op_named(x, name, mag))
+        f = tf.function(lambda x, name=name, mag=mag: A.apply_op_named(x, name, mag))
         f(x)
         t = time.perf_counter()
         for _ in range(100):

@@ -14,6 +14,8 @@ from PIL import Image
 
 from jaxyolo.data import eval_transform_np, sample_crop_boxes
 from jaxyolo.data import host_augment as P
+from jaxyolo.data import pil_ops as O
+from jaxyolo.data import tf_augment as A
 from jaxyolo.data import transforms as T
 
 
@@ -71,12 +73,12 @@ def test_eval_transform_np_inputs():
 def _space_cases(h, w):
     """(op, signed magnitude) for every op of RandAugment (bin 9 of 31) and AutoAugment (bins of 10) on h x w."""
     cases = set()
-    space31 = T._space(31, h, w)
-    for name in T.RANDAUGMENT_OPS:
+    space31 = A._space(31, h, w)
+    for name in A.RANDAUGMENT_OPS:
         mags, signed = space31[name]
         cases |= {(name, float(mags[9])), (name, -float(mags[9]) if signed else float(mags[9]))}
-    space10 = T._space(10, h, w)
-    for pol in T.AUTOAUGMENT_IMAGENET:
+    space10 = A._space(10, h, w)
+    for pol in A.AUTOAUGMENT_IMAGENET:
         for name, _, b in pol:
             m = 0.0 if b is None else float(space10[name][0][b])
             cases |= {(name, m), (name, -m if space10[name][1] else m)}
@@ -95,17 +97,17 @@ def test_augment_ops_match_torchvision():
         pil = Image.fromarray(img)
         for name, mag in _space_cases(*img.shape[:2]):
             ref = np.asarray(AA._apply_op(pil, name, mag, InterpolationMode.BILINEAR, None)).astype(int)
-            ours = T.apply_op_named(img, name, mag).numpy().astype(int)
+            ours = A.apply_op_named(img, name, mag).numpy().astype(int)
             d = np.abs(ref - ours)
             # exact, except the bilinear warps (TF's float32 kernel vs Pillow's float64): +-1 on a few % of pixels
             frac = 0.1 if name in ("ShearX", "ShearY", "Rotate") else 0.005
             assert d.max() <= 1 and (d > 0).mean() < frac, (name, mag, img.shape, d.max(), (d > 0).mean())
         for f in (0.015, -0.015, 0.3):  # ColorJitter hue (PIL HSV round trip)
             ref = np.asarray(F.adjust_hue(pil, f)).astype(int)
-            ours = T.adjust_hue(tf.constant(img, tf.float32), f).numpy().astype(int)
+            ours = O.adjust_hue(tf.constant(img, tf.float32), f).numpy().astype(int)
             assert np.abs(ref - ours).max() <= 1
-        for fn, ours_fn in ((F.adjust_brightness, T.adjust_brightness), (F.adjust_contrast, T.adjust_contrast),
-                            (F.adjust_saturation, T.adjust_saturation)):
+        for fn, ours_fn in ((F.adjust_brightness, O.adjust_brightness), (F.adjust_contrast, O.adjust_contrast),
+                            (F.adjust_saturation, O.adjust_saturation)):
             for f in (0.6, 1.37):
                 ref = np.asarray(fn(pil, f)).astype(int)
                 ours = ours_fn(tf.constant(img, tf.float32), f).numpy().astype(int)
@@ -131,7 +133,7 @@ def test_host_randaugment_ops_are_exact(backend):
     checked = 0
     for img in imgs:
         pil = Image.fromarray(img)
-        space = T._space(31, *img.shape[:2])
+        space = A._space(31, *img.shape[:2])
         for name in P.RANDAUGMENT_OPS + ["Invert"]:
             mags, signed = space[name]
             for b in (0, 9, 30):
@@ -167,7 +169,7 @@ def test_opencv_backend_is_close_to_pillow():
     a224 = [np.asarray(P.resize(a, 224, 224, "pillow")) for a in photos]
     for name in WARPS:
         for b in (9, 30):
-            mag = float(T._space(31, 224, 224)[name][0][b])
+            mag = float(A._space(31, 224, 224)[name][0][b])
             for sign in (1, -1):
                 pairs = [(np.asarray(P.apply_op(a, name, sign * mag, "pillow")),
                           P.apply_op(a, name, sign * mag, "opencv")) for a in a224]
