@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.summary import model_info
 
@@ -42,26 +43,6 @@ def _check_yaml_is_classifier(cfg: dict, path: str) -> None:
         task = _HEAD_TASKS.get(module, "non-classification")
         raise ValueError(f"{path}: a {task} model YAML (its head is {module}, not Classify); jaxyolo supports only "
                          f"classification models such as yolov8n-cls.yaml / yolo11n-cls.yaml")
-
-
-def find_orbax(path: Path) -> tuple[Path, int] | None:
-    """``(checkpoints_dir, step)`` when ``path`` is a run directory with ``checkpoints/``, a ``checkpoints/`` folder
-    (newest step) or one step's folder; else None."""
-    path = Path(path)
-    if (path / "state").is_dir() and path.name.isdigit():
-        return path.parent, int(path.name)
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if not path.is_dir():
-        return None
-    steps = [int(d.name) for d in path.iterdir() if d.name.isdigit() and (d / "state").is_dir()]
-    return (path, max(steps)) if steps else None
-
-
-def _shapes(tree) -> dict:
-    import flax
-
-    return {k: tuple(np.shape(v)) for k, v in flax.traverse_util.flatten_dict(tree).items()}
 
 
 class YOLO:
@@ -167,82 +148,19 @@ class YOLO:
         self._forward = self._runner = None
 
     def _load_orbax(self, ckpt_dir: Path, step: int) -> None:
-        import yaml
+        from jaxyolo.engine.orbax_model import load_orbax_model
 
-        from jaxyolo.nn.build import build_model as build
-
-        from jaxyolo.engine.checkpoint import read_ema
-
-        ema = read_ema(ckpt_dir, step)
-        run = Path(ckpt_dir).parent
-        args = {}
-        if (run / "args.yaml").is_file():
-            args = yaml.safe_load((run / "args.yaml").read_text()) or {}
-        heads = [k for k, v in ema["params"].items() if isinstance(v, dict) and "linear" in v]
-        if not heads:
-            raise ValueError(f"{ckpt_dir}: the checkpoint has no Classify head (no 'linear' layer)")
-        nc = int(np.shape(ema["params"][heads[0]]["linear"]["kernel"])[1])
-        src = str(args.get("model") or "yolov8n-cls.yaml")
-        want = _shapes(ema)
-        candidates = []
-        if src.endswith(".pt") and Path(src).is_file():
-            from converters.torch_weights.load import load_pt
-
-            _, _, meta = load_pt(src)
-            candidates = [(meta["cfg"], legacy) for legacy in (meta["legacy_nc_width"], not meta["legacy_nc_width"])]
-        elif src.endswith((".yaml", ".yml")):
-            candidates = [(src, False), (src, True)]
-        module = cfg = None
-        for c, legacy in candidates:
-            m, cf = build(c, nc=nc, legacy_nc_width=legacy)
-            shapes = jax.eval_shape(lambda k, m=m, cf=cf: m.init(k, jnp.zeros((1, 32, 32, cf["channels"]))),
-                                    jax.ShapeDtypeStruct((2,), jnp.uint32))
-            if _shapes({"params": shapes["params"], "batch_stats": shapes["batch_stats"]}) == want:
-                module, cfg = m, cf
-                break
-        if module is None:
-            raise ValueError(f"{ckpt_dir}: cannot rebuild the architecture of this checkpoint (args.yaml model="
-                             f"{src!r} does not match the stored weights)")
-        self.module, self.cfg = module, cfg
-        self.variables = jax.tree.map(jnp.asarray, ema)
-        self.names = self._orbax_names(run, args, nc)
-        self.overrides = {"imgsz": args.get("imgsz", 224)}
-        if args.get("data"):
-            self.overrides["data"] = args["data"]
-        if isinstance(self.overrides["imgsz"], list):
-            self.overrides["imgsz"] = tuple(self.overrides["imgsz"])
-        self.ckpt = {"train_args": args, "orbax": str(ckpt_dir), "step": step}
+        m = load_orbax_model(ckpt_dir, step)
+        self.module, self.cfg, self.variables, self.names = m.module, m.cfg, m.variables, m.names
+        imgsz = m.args.get("imgsz", 224)
+        self.overrides = {"imgsz": tuple(imgsz) if isinstance(imgsz, list) else imgsz}
+        if m.args.get("data"):
+            self.overrides["data"] = m.args["data"]
+        self.ckpt = {"train_args": m.args, "orbax": str(ckpt_dir), "step": step}
         self.ckpt_path = None
         self.source = str(ckpt_dir / str(step))
         self.kind = "orbax"
         self._forward = self._runner = None
-
-    @staticmethod
-    def _orbax_names(run: Path, args: dict, nc: int) -> dict:
-        for w in ("last.pt", "best.pt"):
-            f = run / "weights" / w
-            if f.is_file():
-                try:
-                    from converters.torch_weights.load import read_model_state
-
-                    _, m, _ = read_model_state(f)
-                    names = m.__dict__.get("names")
-                    if isinstance(names, (list, tuple)):
-                        names = dict(enumerate(names))
-                    if isinstance(names, dict) and len(names) == nc:
-                        return {int(k): str(v) for k, v in names.items()}
-                except Exception:  # noqa: BLE001 - names are a convenience; fall through
-                    pass
-        if args.get("data"):
-            try:
-                from jaxyolo.data import load_dataset
-
-                ds = load_dataset(str(args["data"]), data_dir=args.get("data_dir"))
-                if ds.nc == nc:
-                    return dict(ds.names)
-            except Exception:  # noqa: BLE001
-                pass
-        return {i: str(i) for i in range(nc)}
 
     def _load_exported(self, path: str) -> None:
         from converters.export.core import ExportError
@@ -456,7 +374,10 @@ class YOLO:
             raise ValueError(f"the model has {self.nc} classes but dataset {dataset!r} has {ds.nc}; validate on the "
                              f"dataset the model was trained on")
         if self.backend is not None:
-            metrics = self._val_exported(ds, split, imgsz, batch, args)
+            from jaxyolo.engine.val import validate_exported
+
+            metrics = validate_exported(self._get_runner(), self.nc, ds, split, imgsz, batch,
+                                        cache=args.get("cache", False), workers=int(args.get("workers", 0)))
         else:
             from jaxyolo.engine.val import validate
 
@@ -486,41 +407,6 @@ class YOLO:
         metrics.save_dir = save_dir
         if verbose:
             LOGGER.info(f"Results saved to {save_dir}")
-
-    def _val_exported(self, ds, split, imgsz, batch, args):
-        import time
-
-        from jaxyolo import data as jdata
-        from jaxyolo.engine.predict import BackendRunner
-        from jaxyolo.engine.val import ClassifyMetrics
-
-        runner = self._get_runner()
-        assert isinstance(runner, BackendRunner)
-        nc = self.nc
-        cm = np.zeros((nc, nc), np.int64)
-        top1 = top5 = 0
-        loss = 0.0
-        n = 0
-        t0 = time.perf_counter()
-        batches = jdata.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, cache=args.get("cache", False),
-                                     workers=int(args.get("workers", 0)))
-        for images, labels, mask in batches:
-            m = np.asarray(mask, bool)
-            if not m.any():
-                continue
-            p = runner(np.asarray(images)[m])
-            y = np.asarray(labels)[m].astype(np.int64)
-            order = np.argsort(-p, axis=1, kind="stable")[:, :5]
-            top1 += int((order[:, 0] == y).sum())
-            top5 += int((order == y[:, None]).any(1).sum())
-            loss += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).sum())
-            np.add.at(cm, (order[:, 0], y), 1)
-            n += len(y)
-        if n == 0:
-            raise ValueError(f"{ds.source}: the {split} split is empty")
-        dt = (time.perf_counter() - t0) * 1000 / n
-        return ClassifyMetrics(top1=top1 / n, top5=top5 / n, loss=loss / n, n=n, confusion_matrix=cm,
-                               speed={"inference": dt})
 
     def _backend_imgsz(self, imgsz):
         from jaxyolo.engine.predict import parse_imgsz

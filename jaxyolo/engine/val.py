@@ -120,3 +120,32 @@ def validate(module, variables, ds, split: str, imgsz, batch: int, mesh=None, ca
     """Evaluate ``variables`` on ``split`` of a loaded dataset (global ``batch`` over all devices and hosts)."""
     evaluator = evaluator or Evaluator(module, ds.nc, mesh)
     return evaluator(variables, split_batches(ds, split, imgsz, batch, evaluator.mesh.devices.size, cache, workers))
+
+
+def validate_exported(runner, nc: int, ds, split: str, imgsz, batch: int, cache=False, workers: int = 0
+                      ) -> ClassifyMetrics:
+    """Evaluate an exported model (``runner``: numpy NHWC uint8 in, probabilities out) on ``split``, on the host."""
+    from jaxyolo import data
+
+    cm = np.zeros((nc, nc), np.int64)
+    top1 = top5 = n = 0
+    loss = 0.0
+    t0 = time.perf_counter()
+    for images, labels, mask in data.eval_batches(ds, split, imgsz=imgsz, batch_size=batch, cache=cache,
+                                                  workers=workers):
+        m = np.asarray(mask, bool)
+        if not m.any():
+            continue
+        p = runner(np.asarray(images)[m])
+        y = np.asarray(labels)[m].astype(np.int64)
+        order = np.argsort(-p, axis=1, kind="stable")[:, :5]
+        top1 += int((order[:, 0] == y).sum())
+        top5 += int((order == y[:, None]).any(1).sum())
+        loss += float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).sum())
+        np.add.at(cm, (order[:, 0], y), 1)
+        n += len(y)
+    if n == 0:
+        raise ValueError(f"{ds.source}: the {split} split is empty")
+    dt = (time.perf_counter() - t0) * 1000 / n
+    return ClassifyMetrics(top1=top1 / n, top5=top5 / n, loss=loss / n, n=n, confusion_matrix=cm,
+                           speed={"inference": dt})
