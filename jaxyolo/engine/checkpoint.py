@@ -11,7 +11,6 @@ stays self-describing. Checkpoints written leaf by leaf (before packing) still r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -155,8 +154,9 @@ class Checkpointer:
 def read_ema(ckpt_dir: str | Path, step: int) -> dict:
     """The EMA ``{'params', 'batch_stats'}`` of one train-state checkpoint, as numpy (nothing else is read)."""
     step_dir = Path(ckpt_dir).absolute() / str(step)
-    meta_file = step_dir / "meta" / "metadata"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = {}
+    if (step_dir / "meta").is_dir():  # through orbax's JSON handler, not its file layout
+        meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(step_dir / "meta", args=ocp.args.JsonRestore())
     ck = ocp.PyTreeCheckpointer()
     tree = ck.metadata(step_dir / "state").item_metadata.tree
     if not isinstance(tree, dict) or "ema" not in tree:
