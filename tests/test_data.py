@@ -357,6 +357,29 @@ def test_resume_and_multihost_train(digits):
     assert not np.array_equal(other[0], full[0][0])
 
 
+@pytest.mark.parametrize("policy", ["randaugment", ""])  # both host-augmented: one Python call per batch
+def test_batched_host_augmentation_is_the_per_example_transform(digits, policy):
+    """The pipeline augments its crops one batch per call (ragged batch -> ``host_augment.augment_batch``); each
+    image must be exactly what the one-example ``train_transform`` gives for that example's seed."""
+    from jaxyolo.data import transforms as T
+    from jaxyolo.data._tf import tf
+
+    aug = dict(AUG, auto_augment=policy, hsv_h=0, hsv_s=0, hsv_v=0)
+    seed, epoch, b = 5, 1, 16
+    x, y = next(train_batches(digits, imgsz=(24, 32), batch_size=b, seed=seed, epoch=epoch, aug=aug))
+    assert x.shape == (b, 24, 32, 3) and x.dtype == np.uint8
+    recs = digits.records["train"]
+    perm = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(len(recs.files))[:b]
+    for j, i in enumerate(perm):
+        img = tf.constant(np.asarray(Image.open(recs.files[i]).convert("RGB")))
+        h, w = int(img.shape[0]), int(img.shape[1])
+        k = T.example_seed(seed, epoch, int(i))
+        one = T.train_transform(lambda t, l, ch, cw: img[t : t + ch, l : l + cw], h, w, k, (24, 32), aug)
+        np.testing.assert_array_equal(x[j], one.numpy(), err_msg=f"example {i}")
+        assert y[j] == recs.labels[i]
+    assert len({im.tobytes() for im in x}) == b
+
+
 def test_cache_modes_identical(digits):
     aug = dict(scale=0.5, fliplr=0.5, auto_augment="", hsv_h=0, hsv_s=0, hsv_v=0, erasing=0.4)  # cheap to trace
     kw = dict(imgsz=32, batch_size=32, seed=1, epoch=0, aug=aug)

@@ -1,8 +1,8 @@
 """The train augmentation after the crop, on the host: torchvision's ops on one uint8 crop, in two back-ends.
 
 ``train_transform`` (transforms.py) samples the RandomResizedCrop box and decodes only that window in TF; with the
-default ``auto_augment='randaugment'`` (or no policy and no HSV jitter) the rest runs here, inside the tf.data map
-(``tf.numpy_function``): resize -> hflip -> vflip -> RandAugment(2, 9) -> RandomErasing.
+default ``auto_augment='randaugment'`` (or no policy and no HSV jitter) the rest runs here, one ``tf.numpy_function``
+call per batch of crops (``augment_batch``): resize -> hflip -> vflip -> RandAugment(2, 9) -> RandomErasing.
 
 Back-ends (``aug_backend``), identical in every random choice (same draws, same order, same crop, flips, ops,
 magnitudes and erasing box); they differ only in how three kinds of pixel work are computed:
@@ -294,3 +294,14 @@ def augment_crop(crop: np.ndarray, key, th: int, tw: int, fliplr: float, flipud:
     if erasing > 0:
         x = random_erasing(x, rng, erasing)
     return x
+
+
+def augment_batch(flat: np.ndarray, splits: np.ndarray, shapes: np.ndarray, keys: np.ndarray, th: int, tw: int,
+                  fliplr: float, flipud: float, policy: str, erasing: float, backend: str = "pillow") -> np.ndarray:
+    """``augment_crop`` of a batch of crops given flattened (a ragged batch's values and row splits, [n, 2] crop
+    shapes, [n, 2] keys) -> uint8 [n, th, tw, 3]; one call per batch instead of one per image."""
+    out = np.empty((len(shapes), th, tw, 3), np.uint8)
+    for j, (h, w) in enumerate(shapes):
+        crop = flat[splits[j] : splits[j + 1]].reshape(h, w, 3)
+        out[j] = augment_crop(crop, keys[j], th, tw, fliplr, flipud, policy, erasing, backend)
+    return out

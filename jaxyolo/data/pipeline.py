@@ -19,7 +19,8 @@ Caching (``cache='ram'|'disk'``): the decoded (upright, full-size, uint8) images
 Cost
     The per-example map functions are traced once per (dataset, split, imgsz, aug, seed) and reused by later epochs;
     each epoch's iterator still takes ~0.5-1 s to start (TF instantiates the function graph); the trainer builds it
-    one epoch ahead on a background thread (``engine/prefetch.py``).
+    one epoch ahead on a background thread (``engine/prefetch.py``). With host augmentation (RandAugment, the
+    default) the crops are batched ragged and augmented by one Python call per batch (``T.batch_train``).
 Threads: ``workers`` parallel map calls in a private pool of ``workers`` threads (``workers=0``: one per CPU
     core), then ``PREFETCH_BATCHES`` batches prefetched; tf.data's autotuner is off (``_tf.dataset_options`` says
     why; larger pools/more calls were measured without a consistent gain on 2 cores).
@@ -363,7 +364,7 @@ def _aug_key(imgsz, aug, seed, extra=()):
 
 
 def _train_map(cache: dict, src: _Source, imgsz, aug, seed, index_offset=0):
-    """fn(i, epoch) -> (image, label), traced once per (source, imgsz, aug, seed) and reused by every epoch."""
+    """fn(i, epoch) -> (``T.train_example``, label), traced once per (source, imgsz, aug, seed) and reused."""
     key = ("train_fn", id(src)) + _aug_key(imgsz, aug, seed, (index_offset,))
     if key not in cache:
 
@@ -371,7 +372,7 @@ def _train_map(cache: dict, src: _Source, imgsz, aug, seed, index_offset=0):
         def fn(i, epoch):
             k = T.example_seed(seed, epoch, i + index_offset)
             h, w = src.hw(i)
-            img = T.train_transform(lambda t, l, ch, cw: src.crop(i, t, l, ch, cw), h, w, k, imgsz, aug)
+            img = T.train_example(lambda t, l, ch, cw: src.crop(i, t, l, ch, cw), h, w, k, imgsz, aug)
             return img, src.label(i)
 
         cache[key] = (fn, src)  # keep src alive: id() must not be reused
@@ -398,7 +399,7 @@ def _eval_map(cache: dict, src: _Source, size_hw):
 
 
 def _tfds_train_map(cache: dict, imgsz, aug, seed, index_offset):
-    """fn(i, encoded, label, epoch) -> (image, label) for streaming TFDS, traced once and reused."""
+    """fn(i, encoded, label, epoch) -> (``T.train_example``, label) for streaming TFDS, traced once and reused."""
     key = ("tfds_train_fn",) + _aug_key(imgsz, aug, seed, (index_offset,))
     if key not in cache:
         sig = [tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32),
@@ -409,7 +410,7 @@ def _tfds_train_map(cache: dict, imgsz, aug, seed, index_offset):
             k = T.example_seed(seed, epoch, i + index_offset)
             img = D.decode_bytes(raw)
             shape = tf.shape(img)
-            out = T.train_transform(lambda t, l, ch, cw: img[t : t + ch, l : l + cw], shape[0], shape[1], k,
+            out = T.train_example(lambda t, l, ch, cw: img[t : t + ch, l : l + cw], shape[0], shape[1], k,
                                     imgsz, aug)
             return out, y
 
@@ -461,7 +462,7 @@ def train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoch: int,
         data = data.map(lambda i, item: (i, item[0], item[1], tf.constant(int(epoch), tf.int64)))
         data = data.map(_tfds_train_map(ds._cache, imgsz, aug, seed, int(process_index) << 32),
                         num_parallel_calls=par, deterministic=True)
-    data = data.batch(b, drop_remainder=True).with_options(_options(workers)).prefetch(PREFETCH_BATCHES)
+    data = T.batch_train(data, b, imgsz, aug, par).with_options(_options(workers)).prefetch(PREFETCH_BATCHES)
     return _numpy_iter(data)
 
 

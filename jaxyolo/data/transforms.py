@@ -11,9 +11,9 @@ Written from the behaviour of torchvision 0.28 / Pillow 13 as Ultralytics 8.4 us
 
 Where it runs: the crop box is sampled and the window decoded here, in TF. With ``auto_augment='randaugment'`` (the
 default), or with no policy and no HSV jitter, everything after the crop (resize, flips, RandAugment, erasing) then
-runs on the host (``host_augment.py``, inside the tf.data map) in OpenCV + Pillow (``aug_backend='opencv'``, the
-default: the same random choices, pixels within a grey level or two) or in Pillow alone (``'pillow'``: bit-exact with
-torchvision). Either needs far less CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF
+runs on the host (``host_augment.py``, one call per batch: ``train_example`` + ``batch_train``) in OpenCV + Pillow
+(``aug_backend='opencv'``, the default: the same random choices, pixels within a grey level or two) or in Pillow
+alone (``'pillow'``: bit-exact with torchvision). Either needs far less CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF
 ops below serve AutoAugment, AugMix and ColorJitter, and the eval transform.
 
 The TF augmentation ops themselves are in ``pil_ops.py`` (Pillow's pixel operations, with their known deviations
@@ -41,6 +41,8 @@ __all__ = [
     "eval_transform",
     "eval_transform_np",
     "train_transform",
+    "train_example",
+    "batch_train",
     "rrc_params",
     "sample_crop_boxes",
     "eval_output_size",
@@ -189,17 +191,79 @@ def _aug_value(aug: dict, key, default):
     return default if v is None else v
 
 
+def _host_args(imgsz, aug: dict):
+    """The arguments of ``host_augment.augment_crop`` after (crop, key) when the augmentation after the crop runs on
+    the host (RandAugment, or neither a policy nor HSV jitter); None when it runs in TF."""
+    policy = _aug_value(aug, "auto_augment", "randaugment")
+    policy = str(policy).lower() if policy else ""
+    hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
+    if not (policy == "randaugment" or (policy in ("", "none", "false") and not any(hsv))):
+        return None
+    from jaxyolo.cfg import check_aug_backend
+
+    th, tw = parse_imgsz(imgsz)
+    return (th, tw, float(_aug_value(aug, "fliplr", 0.5)), float(_aug_value(aug, "flipud", 0.0)),
+            "randaugment" if policy == "randaugment" else "", float(_aug_value(aug, "erasing", 0.4)),
+            check_aug_backend(_aug_value(aug, "aug_backend", "opencv")))
+
+
+def _crop(crop_fn, h, w, seed, aug: dict):
+    """RandomResizedCrop of one example: (its uint8 crop, the 8 [2] seeds of its random draws; [0] drew the box)."""
+    s = tf.unstack(tf.random.experimental.stateless_split(seed, 8))
+    scale = float(_aug_value(aug, "scale", 0.5))
+    top, left, ch, cw = rrc_params(s[0], h, w, (max(0.0, 1.0 - scale), 1.0))
+    return tf.cast(crop_fn(top, left, ch, cw), tf.uint8), s
+
+
+def train_example(crop_fn, h, w, seed, imgsz, aug: dict):
+    """The per-example part of the train augmentation, for ``batch_train``: the augmented uint8 [h, w, 3] image when
+    it all runs in TF, else (the crop flattened, its [2] shape, the [2] seed of the host's draws)."""
+    if _host_args(imgsz, aug) is None:
+        return train_transform(crop_fn, h, w, seed, imgsz, aug)
+    crop, s = _crop(crop_fn, h, w, seed, aug)
+    return tf.reshape(crop, [-1]), tf.shape(crop)[:2], s[1]
+
+
+def batch_train(data, batch: int, imgsz, aug: dict, num_parallel_calls):
+    """Batches (``train_example``, label) elements into (uint8 [batch, h, w, 3], labels), drop_remainder. On the host
+    path the crops are batched ragged and augmented by one ``host_augment.augment_batch`` call per batch: per image,
+    the Python call out of tf.data cost about as much as the augmentation itself."""
+    args = _host_args(imgsz, aug)
+    if args is None:
+        return data.batch(batch, drop_remainder=True)
+    from jaxyolo.data.host_augment import augment_batch
+
+    th, tw = args[:2]
+
+    def host(flat, splits, shapes, keys):
+        return augment_batch(flat, splits, shapes, keys, *args)
+
+    def fn(example, y):
+        crops, shapes, keys = example
+        x = tf.numpy_function(host, [crops.flat_values, crops.row_splits, shapes, keys], tf.uint8, stateful=False)
+        return tf.ensure_shape(x, [batch, th, tw, 3]), y
+
+    data = data.ragged_batch(batch, drop_remainder=True)
+    return data.map(fn, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
 def train_transform(crop_fn, h, w, seed, imgsz, aug: dict):
     """The full Ultralytics train augmentation of one example.
 
     crop_fn(top, left, crop_h, crop_w) -> uint8 [crop_h, crop_w, 3] crops the (already decoded or lazily decoded)
-    oriented image of size (h, w). Returns uint8 [imgsz_h, imgsz_w, 3]."""
+    oriented image of size (h, w). Returns uint8 [imgsz_h, imgsz_w, 3]. (The train pipeline runs the same maths as
+    ``train_example`` + ``batch_train``.)"""
     th, tw = parse_imgsz(imgsz)
-    s = tf.unstack(tf.random.experimental.stateless_split(seed, 8))
-    scale = float(_aug_value(aug, "scale", 0.5))
-    rrc_scale = (max(0.0, 1.0 - scale), 1.0)
-    top, left, ch, cw = rrc_params(s[0], h, w, rrc_scale)
-    crop = crop_fn(top, left, ch, cw)
+    crop, s = _crop(crop_fn, h, w, seed, aug)
+    args = _host_args(imgsz, aug)
+    if args is not None:  # the rest on the host (OpenCV/Pillow)
+        from jaxyolo.data.host_augment import augment_crop
+
+        def host(c, key):
+            return augment_crop(c, key, *args)
+
+        x = tf.numpy_function(host, [crop, s[1]], tf.uint8, stateful=False)
+        return tf.ensure_shape(x, [th, tw, 3])
     fliplr = float(_aug_value(aug, "fliplr", 0.5))
     flipud = float(_aug_value(aug, "flipud", 0.0))
     erasing = float(_aug_value(aug, "erasing", 0.4))
@@ -207,18 +271,6 @@ def train_transform(crop_fn, h, w, seed, imgsz, aug: dict):
     policy = str(policy).lower() if policy else ""
     no_policy = policy in ("", "none", "false")
     hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
-    if policy == "randaugment" or (no_policy and not any(hsv)):  # the rest on the host (OpenCV/Pillow)
-        from jaxyolo.cfg import check_aug_backend
-        from jaxyolo.data.host_augment import augment_crop  # (it builds on tf_augment's op tables)
-
-        name = "randaugment" if policy == "randaugment" else ""
-        backend = check_aug_backend(_aug_value(aug, "aug_backend", "opencv"))
-
-        def host(c, key):
-            return augment_crop(c, key, th, tw, fliplr, flipud, name, erasing, backend)
-
-        x = tf.numpy_function(host, [tf.cast(crop, tf.uint8), s[1]], tf.uint8, stateful=False)
-        return tf.ensure_shape(x, [th, tw, 3])
     x = pil_resize(tf.cast(crop, tf.float32), [th, tw])
     x = tf.ensure_shape(x, [th, tw, 3])
     if fliplr > 0:
