@@ -31,6 +31,7 @@ from jaxyolo.engine import optim
 from jaxyolo.engine.model import init_variables
 from jaxyolo.engine.steps import create_state, make_train_step
 from jaxyolo.nn.build import build_model
+from jaxyolo.nn.modules import inference_compiler_options
 from jaxyolo.nn.summary import gflops
 
 import _results as R  # noqa: E402  (benchmarks/_results.py)
@@ -79,7 +80,7 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
 
     run(2)
     sec = _timeit(run, steps, repeats)
-    fwd = jax.jit(lambda v, a: module.apply(v, a.astype(dtype) / 255))
+    fwd = jax.jit(lambda v, a: module.apply(v, a.astype(dtype) / 255), compiler_options=inference_compiler_options())
     v = {"params": holder["s"].params, "batch_stats": holder["s"].batch_stats}
     fwd(v, x).block_until_ready()
 

@@ -175,6 +175,29 @@ def test_cpu_convolutions_run_as_matmuls_but_export_as_convolutions(y11n10):
     assert np.abs(g - e).max() <= 1e-4 * np.abs(e).max()  # float32 sums in another order
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
+def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
+    """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3
+    convolutions as XLA's own convolutions, not YNNPACK fusions (one core each in jaxlib 0.10), with the same
+    outputs; the defaults (the train step) keep YNNPACK."""
+    from jaxyolo.nn.modules import inference_compiler_options
+
+    m = v8n10
+    opts = inference_compiler_options()
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    x = jnp.asarray(np.random.default_rng(4).random((2, 64, 64, 3), dtype=np.float32))
+
+    def fwd(v, a):
+        return m.module.apply(v, a)
+
+    default = jax.jit(fwd).lower(m.variables, x).compile()
+    ours = jax.jit(fwd, compiler_options=opts).lower(m.variables, x).compile()
+    assert "__ynn_fusion" in default.as_text() and "__ynn_fusion" not in ours.as_text()
+    assert " convolution(" in ours.as_text()
+    np.testing.assert_allclose(ours(m.variables, x), default(m.variables, x), atol=1e-6)
+    np.testing.assert_allclose(m.forward(np.asarray(x)), default(m.variables, x), atol=1e-6)  # YOLO.forward: ours
+
+
 def test_info_prints_summary(v8n10, capsys):
     layers, n_p, _, gf = v8n10.info()
     out = capsys.readouterr().out

@@ -294,8 +294,11 @@ class JaxRunner:
     def __init__(self, module, variables):
         import jax
 
+        from jaxyolo.nn.modules import inference_compiler_options
+
         self.variables = jax.device_put(variables)
-        self._fn = jax.jit(lambda v, x: module.apply(v, x.astype("float32") / 255.0, train=False))
+        self._fn = jax.jit(lambda v, x: module.apply(v, x.astype("float32") / 255.0, train=False),
+                           compiler_options=inference_compiler_options())
         self.sizes: set[int] = set()  # batch sizes compiled so far
 
     def __call__(self, images_u8: np.ndarray) -> np.ndarray:

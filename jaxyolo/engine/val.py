@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxyolo import parallel
 from jaxyolo.engine.steps import make_eval_step
+from jaxyolo.nn.modules import inference_compiler_options
 
 
 @dataclass
@@ -47,7 +48,8 @@ class Evaluator:
         self.nc = nc
         self.batch_sharding = parallel.data_sharding(self.mesh)
         self._step = jax.jit(make_eval_step(module, nc, dtype or jnp.float32),
-                             out_shardings=parallel.replicated(self.mesh))
+                             out_shardings=parallel.replicated(self.mesh),
+                             compiler_options=inference_compiler_options())
 
     def warm_up(self, variables, batch: int, size_hw: tuple[int, int]) -> None:
         """Compile the step for global eval batches of ``batch`` images of ``size_hw`` (ahead of the first use)."""
