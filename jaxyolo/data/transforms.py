@@ -13,8 +13,8 @@ Where it runs: the crop box is sampled and the window decoded here, in TF. With 
 default), or with no policy and no HSV jitter, everything after the crop (resize, flips, RandAugment, erasing) then
 runs on the host (``host_augment.py``, one call per batch: ``train_example`` + ``batch_train``) in OpenCV + Pillow
 (``aug_backend='opencv'``, the default: the same random choices, pixels within a grey level or two) or in Pillow
-alone (``'pillow'``: bit-exact with torchvision). Either needs far less CPU per image than the same ops as TF kernels (benchmarks/bench_data.py). The TF
-ops below serve AutoAugment, AugMix and ColorJitter, and the eval transform.
+alone (``'pillow'``: bit-exact with torchvision). Either needs far less CPU per image than the same ops as TF kernels
+(benchmarks/bench_data.py). The TF ops below serve AutoAugment, AugMix and ColorJitter, and the eval transform.
 
 The TF augmentation ops themselves are in ``pil_ops.py`` (Pillow's pixel operations, with their known deviations
 from torchvision) and ``tf_augment.py`` (RandAugment's op table, AutoAugment, AugMix, ColorJitter, erasing).
