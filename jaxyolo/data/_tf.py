@@ -38,7 +38,9 @@ if _skip_keras_ok():
 else:
     import tensorflow as tf
 
-__all__ = ["tf", "parallel_calls", "dataset_options"]
+__all__ = ["tf", "parallel_calls", "dataset_options", "PREFETCH_BATCHES"]
+
+PREFETCH_BATCHES = 2  # batches (or decoded images) every pipeline prefetches
 
 
 def parallel_calls(workers) -> int:
