@@ -115,6 +115,36 @@ def test_padded_size_reuses_compiled_shapes():
     assert padded_size(R(), 1, 16) == 1 and padded_size(R(), 5, 16) == 8 and padded_size(R(), 20, 16) == 16
 
 
+def test_speed_excludes_the_first_call_of_each_batch_shape(tmp_path):
+    """As Ultralytics' ``warmup()``: the first call of a batch shape (the jit compile, a runtime's first run) happens
+    untimed, so ``Results.speed`` is the steady per-image time; the images are still classified once each."""
+    import time
+
+    from jaxyolo.engine.predict import predict
+
+    class SlowFirst:
+        sizes: set = set()
+        fixed_batch = None
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, x):
+            self.calls.append(x.shape)
+            if self.calls.count(x.shape) == 1:
+                time.sleep(0.5)  # "compiling"
+            return np.tile(np.eye(4, dtype=np.float32)[1], (len(x), 1))
+
+    write_images(tmp_path, n=5)
+    runner = SlowFirst()
+    results = list(predict(runner, {i: str(i) for i in range(4)}, tmp_path, imgsz=IMGSZ, batch=2, verbose=False))
+    assert len(results) == 5 and all(r.probs.top1 == 1 for r in results)
+    assert max(r.speed["inference"] for r in results) < 100  # ms per image; the 0.5 s first calls are not in it
+    shapes = [s for s in runner.calls]
+    assert sorted(set(shapes)) == [(1, IMGSZ, IMGSZ, 3), (2, IMGSZ, IMGSZ, 3)]
+    assert len(shapes) == 3 + 2  # 3 timed batches (2 + 2 + 1), one untimed first call per shape
+
+
 def test_unreadable_image_is_skipped_with_a_warning(model, tmp_path, jlog):
     files = write_images(tmp_path, n=3)
     (tmp_path / "broken.jpg").write_bytes(b"\x00not an image")

@@ -407,6 +407,7 @@ def _predict_iter(runner, names, items, source, *, imgsz, batch, save, save_txt,
     writers: dict = {}
     totals = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0, "n": 0}
     n_labels = 0
+    warmed: set = set()  # batch shapes run once untimed: the jit compile / first call, as Ultralytics' warmup()
 
     def flush(frames: list[Frame]) -> Iterator[Results]:
         nonlocal n_labels
@@ -416,6 +417,10 @@ def _predict_iter(runner, names, items, source, *, imgsz, batch, save, save_txt,
         pad = padded_size(runner, n, batch)
         if pad > n:
             x = np.concatenate([x, np.zeros((pad - n, *x.shape[1:]), x.dtype)])
+        prep = time.perf_counter() - t0
+        if x.shape not in warmed:
+            runner(x)
+            warmed.add(x.shape)
         t1 = time.perf_counter()
         probs = runner(x)[:n]
         t2 = time.perf_counter()
@@ -423,7 +428,7 @@ def _predict_iter(runner, names, items, source, *, imgsz, batch, save, save_txt,
         for f, p in zip(frames, probs):
             out.append(Results(f.bgr, f.path, names, p))
         t3 = time.perf_counter()
-        speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+        speed = {"preprocess": prep * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                  "postprocess": (t3 - t2) * 1e3 / n}
         for k in ("preprocess", "inference", "postprocess"):
             totals[k] += speed[k] * n
