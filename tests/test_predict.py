@@ -143,6 +143,8 @@ def test_speed_excludes_the_first_call_of_each_batch_shape(tmp_path):
     shapes = [s for s in runner.calls]
     assert sorted(set(shapes)) == [(1, IMGSZ, IMGSZ, 3), (2, IMGSZ, IMGSZ, 3)]
     assert len(shapes) == 3 + 2  # 3 timed batches (2 + 2 + 1), one untimed first call per shape
+    list(predict(runner, {i: str(i) for i in range(4)}, tmp_path, imgsz=IMGSZ, batch=2, verbose=False))
+    assert len(runner.calls) == 5 + 3  # the same runner again (as YOLO.predict per frame): no second warm-up
 
 
 def test_unreadable_image_is_skipped_with_a_warning(model, tmp_path, jlog):

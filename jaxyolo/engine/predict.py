@@ -407,7 +407,15 @@ def _predict_iter(runner, names, items, source, *, imgsz, batch, save, save_txt,
     writers: dict = {}
     totals = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0, "n": 0}
     n_labels = 0
-    warmed: set = set()  # batch shapes run once untimed: the jit compile / first call, as Ultralytics' warmup()
+    # batch shapes already run once untimed (the jit compile / a runtime's first call, as Ultralytics' warmup()); kept
+    # on the runner, which a YOLO object reuses, so calling predict frame by frame warms each shape only once
+    warmed: set = getattr(runner, "warmed_shapes", None)
+    if warmed is None:
+        warmed = set()
+        try:
+            runner.warmed_shapes = warmed
+        except AttributeError:  # a plain function or a slotted object: warm once per predict call
+            pass
 
     def flush(frames: list[Frame]) -> Iterator[Results]:
         nonlocal n_labels
