@@ -28,6 +28,7 @@ Randomness is stateless: every random draw of one example comes from a ``[2]`` i
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from jaxyolo.data._tf import dataset_options, parallel_calls, tf
@@ -191,19 +192,33 @@ def _aug_value(aug: dict, key, default):
     return default if v is None else v
 
 
+class _Settings(NamedTuple):
+    fliplr: float
+    flipud: float
+    erasing: float
+    policy: str  # lower-case; '' for no policy ('none', 'false', None)
+    hsv: tuple[float, float, float]  # hsv_h, hsv_s, hsv_v
+
+
+def _settings(aug: dict) -> _Settings:
+    """The train augmentation settings of an Ultralytics ``aug`` dict, defaults filled in."""
+    policy = _aug_value(aug, "auto_augment", "randaugment")
+    policy = str(policy).lower() if policy else ""
+    hsv = tuple(float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4)))
+    return _Settings(float(_aug_value(aug, "fliplr", 0.5)), float(_aug_value(aug, "flipud", 0.0)),
+                     float(_aug_value(aug, "erasing", 0.4)), "" if policy in ("none", "false") else policy, hsv)
+
+
 def _host_args(imgsz, aug: dict):
     """The arguments of ``host_augment.augment_crop`` after (crop, key) when the augmentation after the crop runs on
     the host (RandAugment, or neither a policy nor HSV jitter); None when it runs in TF."""
-    policy = _aug_value(aug, "auto_augment", "randaugment")
-    policy = str(policy).lower() if policy else ""
-    hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
-    if not (policy == "randaugment" or (policy in ("", "none", "false") and not any(hsv))):
+    st = _settings(aug)
+    if not (st.policy == "randaugment" or (st.policy == "" and not any(st.hsv))):
         return None
     from jaxyolo.cfg import check_aug_backend
 
     th, tw = parse_imgsz(imgsz)
-    return (th, tw, float(_aug_value(aug, "fliplr", 0.5)), float(_aug_value(aug, "flipud", 0.0)),
-            "randaugment" if policy == "randaugment" else "", float(_aug_value(aug, "erasing", 0.4)),
+    return (th, tw, st.fliplr, st.flipud, st.policy, st.erasing,
             check_aug_backend(_aug_value(aug, "aug_backend", "opencv")))
 
 
@@ -264,31 +279,26 @@ def train_transform(crop_fn, h, w, seed, imgsz, aug: dict):
 
         x = tf.numpy_function(host, [crop, s[1]], tf.uint8, stateful=False)
         return tf.ensure_shape(x, [th, tw, 3])
-    fliplr = float(_aug_value(aug, "fliplr", 0.5))
-    flipud = float(_aug_value(aug, "flipud", 0.0))
-    erasing = float(_aug_value(aug, "erasing", 0.4))
-    policy = _aug_value(aug, "auto_augment", "randaugment")
-    policy = str(policy).lower() if policy else ""
-    no_policy = policy in ("", "none", "false")
-    hsv = [float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4))]
+    st = _settings(aug)
     x = pil_resize(tf.cast(crop, tf.float32), [th, tw])
     x = tf.ensure_shape(x, [th, tw, 3])
-    if fliplr > 0:
-        x = tf.cond(uniform(s[1]) < fliplr, lambda: tf.reverse(x, [1]), lambda: x)
-    if flipud > 0:
-        x = tf.cond(uniform(s[2]) < flipud, lambda: tf.reverse(x, [0]), lambda: x)
-    if no_policy:
-        hsv_h, hsv_s, hsv_v = hsv
+    if st.fliplr > 0:
+        x = tf.cond(uniform(s[1]) < st.fliplr, lambda: tf.reverse(x, [1]), lambda: x)
+    if st.flipud > 0:
+        x = tf.cond(uniform(s[2]) < st.flipud, lambda: tf.reverse(x, [0]), lambda: x)
+    if st.policy == "":
+        hsv_h, hsv_s, hsv_v = st.hsv
         x = color_jitter(x, s[3], brightness=hsv_v, contrast=hsv_v, saturation=hsv_s, hue=hsv_h)
-    elif policy == "autoaugment":
+    elif st.policy == "autoaugment":
         x = autoaugment(x, s[3])
-    elif policy == "augmix":
+    elif st.policy == "augmix":
         x = augmix(x, s[3])
     else:
         raise ValueError(
-            f"Invalid auto_augment policy: {policy!r}. Should be one of 'randaugment', 'autoaugment', 'augmix' or ''"
+            f"Invalid auto_augment policy: {st.policy!r}. Should be one of 'randaugment', 'autoaugment', 'augmix' or "
+            f"''"
         )
     x = tf.cast(tf.ensure_shape(x, [th, tw, 3]), tf.uint8)
-    if erasing > 0:
-        x = random_erasing(x, s[4], p=erasing)
+    if st.erasing > 0:
+        x = random_erasing(x, s[4], p=st.erasing)
     return x

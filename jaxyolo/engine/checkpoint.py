@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,13 +168,8 @@ def read_ema(ckpt_dir: str | Path, step: int) -> dict:
                                                                    partial_restore=True))["ema"]
     if meta.get("format") == FORMAT:
         entries = meta["layout"]["ema"]
-        tree = {}
-        for (path, _, _), leaf in zip(entries, _unpack_leaves(ema, entries, np)):
-            node = tree
-            for k in path[:-1]:
-                node = node.setdefault(k, {})
-            node[path[-1]] = leaf
-        ema = tree
+        ema = flax.traverse_util.unflatten_dict({tuple(path): leaf for (path, _, _), leaf
+                                                 in zip(entries, _unpack_leaves(ema, entries, np))})
     return {"params": ema["params"], "batch_stats": ema["batch_stats"]}
 
 

@@ -123,7 +123,7 @@ def inference_compiler_options() -> dict | None:
                 jax.jit(lambda a: a + 1, compiler_options=_YNN_OFF).lower(jnp.zeros(())).compile()
                 opts = dict(_YNN_OFF)
             except Exception:  # noqa: BLE001  (an option this jaxlib does not know: keep the defaults)
-                opts = None
+                pass
         _INFERENCE_OPTIONS[backend] = opts
     return _INFERENCE_OPTIONS[backend]
 
