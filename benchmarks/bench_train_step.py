@@ -6,16 +6,24 @@
 A train step is forward + backward + optimizer update (SGD, Ultralytics' parameter groups, clip, EMA) on a
 synthetic uint8 batch already on the device, so the numbers measure the model step, not the input pipeline
 (see bench_data.py for that). Ultralytics' side is its own ClassificationModel with torch SGD, under AMP autocast on
-GPU (fp16 + GradScaler, Ultralytics' default) or fp32 on CPU. MFU = 3 x forward FLOPs per image x images/s / peak.
-Each measurement is the median of --repeats timings of --steps steps. Appends rows to benchmarks/RESULTS.md.
+GPU (fp16 + GradScaler, Ultralytics' default) or fp32 on CPU; its inference runs the model BatchNorm-fused
+(``model.fuse()``), as its predictor and validator do. Inference is timed at --batch and at batch 1.
+
+Each side runs as its users run it: jaxyolo in this process (importing ``jaxyolo.engine`` applies its settings for
+XLA:CPU, jaxyolo/utils/malloc.py), Ultralytics in a child process with the C library's defaults; ``--ul-same-malloc``
+gives the Ultralytics child jaxyolo's malloc settings too, to show how much of the ratio they are.
+MFU = 3 x forward FLOPs per image x images/s / peak. Each measurement is the median of --repeats timings of --steps
+steps. Appends rows to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,18 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxyolo.engine import optim
-from jaxyolo.engine.model import init_variables
-from jaxyolo.engine.steps import create_state, make_train_step
-from jaxyolo.nn.build import build_model
-from jaxyolo.nn.modules import inference_compiler_options
-from jaxyolo.nn.summary import gflops
-
 import _results as R  # noqa: E402  (benchmarks/_results.py)
+
+# jaxyolo (and with it its malloc settings) is imported only by the jaxyolo side: the Ultralytics child must not.
 
 PEAK_BF16 = {"H200": 790e12, "H100": 790e12}  # measured dense bf16 matmul ceiling on this workplace's Hopper GPUs
 
@@ -50,6 +51,16 @@ def _timeit(fn, steps: int, repeats: int) -> float:
 
 
 def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxyolo.engine import optim
+    from jaxyolo.engine.model import init_variables
+    from jaxyolo.engine.steps import create_state, make_train_step
+    from jaxyolo.nn.build import build_model
+    from jaxyolo.nn.modules import inference_compiler_options
+    from jaxyolo.nn.summary import gflops
+
     module, cfg = build_model(f"{model_name}.yaml", nc=nc)
     dtype = jnp.bfloat16 if bf16 else jnp.float32
     module = module.clone(dtype=dtype)
@@ -84,14 +95,18 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     v = {"params": holder["s"].params, "batch_stats": holder["s"].batch_stats}
     fwd(v, x).block_until_ready()
 
-    def infer(n):
+    x1 = x[:1]
+    fwd(v, x1).block_until_ready()
+
+    def infer(n, xb=x):
         for _ in range(n):
-            o = fwd(v, x)
+            o = fwd(v, xb)
         o.block_until_ready()
 
     inf_sec = _timeit(infer, steps, repeats)
+    inf1_sec = _timeit(lambda n: infer(n, x1), steps, repeats)
     return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "compile_s": compile_s, "infer_img_s": batch / inf_sec,
-            "gflops_fwd": gflops(module, imgsz)}
+            "infer1_ms": inf1_sec * 1e3, "gflops_fwd": gflops(module, imgsz)}
 
 
 def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int, nc: int = 1000):
@@ -99,6 +114,10 @@ def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, 
     from ultralytics.nn.tasks import ClassificationModel
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
+    # All cores, Ultralytics' strongest CPU setting. `import ultralytics` sets OMP_NUM_THREADS=1 and its select_device
+    # then uses min(8, cores - 1) threads: 1 on a 2-core machine. That is what `yolo` itself runs (bench_digits
+    # measures it); this benchmark compares the model step at its best.
+    torch.set_num_threads(os.cpu_count() or 1)
     model = ClassificationModel(f"{model_name}.yaml", nc=nc, verbose=False).to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937, nesterov=True)
     scaler = torch.amp.GradScaler(dev, enabled=amp and dev == "cuda")
@@ -124,17 +143,42 @@ def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, 
 
     run(2)
     sec = _timeit(run, steps, repeats)
-    model.eval()
+    model = model.eval().fuse(verbose=False)  # what Ultralytics' predictor and validator run (AutoBackend fuse=True)
+    x1 = x[:1]
 
-    def infer(n):
+    def infer(n, xb=x):
         with torch.inference_mode(), torch.autocast(dev, enabled=amp and dev == "cuda"):
             for _ in range(n):
-                model(x.float() / 255)
+                model(xb.float() / 255)
         sync()
 
     infer(2)
     inf_sec = _timeit(infer, steps, repeats)
-    return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "infer_img_s": batch / inf_sec}
+    infer(2, x1)
+    inf1_sec = _timeit(lambda n: infer(n, x1), steps, repeats)
+    return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "infer_img_s": batch / inf_sec,
+            "infer1_ms": inf1_sec * 1e3, "threads": torch.get_num_threads()}
+
+
+def torch_train_child(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int,
+                      same_malloc: bool) -> dict:
+    """torch_train in a child process that never imports jaxyolo: Ultralytics with its own (glibc default) malloc,
+    unless ``same_malloc``."""
+    env = dict(os.environ)
+    env.setdefault("YOLO_OFFLINE", "1")
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+            + ("from jaxyolo.utils import malloc; malloc.tune()\n" if same_malloc else "")
+            + "import bench_train_step as B\n"
+            f"print('RESULT', json.dumps(B.torch_train({model_name!r}, {imgsz}, {batch}, {amp}, {steps}, {repeats})))")
+    if same_malloc:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    if p.returncode or not lines:
+        if "No module named" in p.stderr and ("ultralytics" in p.stderr or "torch" in p.stderr):
+            raise ImportError(p.stderr.strip().splitlines()[-1])
+        raise RuntimeError(f"the Ultralytics child failed:\n{p.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
 
 
 def main():
@@ -146,8 +190,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bf16", action="store_true", help="bf16 compute for jaxyolo, AMP autocast for Ultralytics")
     ap.add_argument("--no-ultralytics", action="store_true")
+    ap.add_argument("--ul-same-malloc", action="store_true",
+                    help="also time Ultralytics with jaxyolo's malloc settings (a second child process)")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     a = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import jax
+
+    import jaxyolo.engine  # noqa: F401  (its settings for XLA:CPU, utils/malloc.py, before JAX's backend starts)
+    from jaxyolo.utils import malloc
+
     dev = jax.devices()[0]
     machine = f"{dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, {platform.python_version()}"
     versions = f"jax {jax.__version__}"
@@ -164,33 +216,45 @@ def main():
     for name in a.models.split(","):
         for s in (int(v) for v in a.imgsz.split(",")):
             j = jax_train(name, s, a.batch, a.bf16, a.steps, a.repeats)
-            t = None
+            t = t_same = None
             if not a.no_ultralytics:
                 try:
-                    t = torch_train(name, s, a.batch, a.bf16, a.steps, a.repeats)
+                    t = torch_train_child(name, s, a.batch, a.bf16, a.steps, a.repeats, same_malloc=False)
+                    if a.ul_same_malloc:
+                        t_same = torch_train_child(name, s, a.batch, a.bf16, a.steps, a.repeats, same_malloc=True)
                 except ImportError as e:
                     print(f"ultralytics side skipped: {e}")
             mfu = ""
             peak = next((v for k, v in PEAK_BF16.items() if k in dev.device_kind), None)
             if peak and a.bf16:
                 mfu = f"{3 * j['gflops_fwd'] * 1e9 * j['train_img_s'] / peak:.1%}"
-            rows.append((name, s, a.batch, "bf16" if a.bf16 else "fp32", j, t, mfu))
-            tr = f"{j['train_img_s'] / t['train_img_s']:.2f}" if t else "-"
-            ir = f"{j['infer_img_s'] / t['infer_img_s']:.2f}" if t else "-"
+            rows.append((name, s, a.batch, "bf16" if a.bf16 else "fp32", j, t, t_same, mfu))
             print(f"{name} imgsz={s} batch={a.batch}: jaxyolo train {j['train_img_s']:.1f} img/s "
-                  f"(step {j['step_ms']:.1f} ms, compile {j['compile_s']:.1f} s), infer {j['infer_img_s']:.1f} img/s"
-                  + (f" | ultralytics train {t['train_img_s']:.1f} img/s, infer {t['infer_img_s']:.1f} img/s | "
-                     f"ratio train {tr}, infer {ir}" if t else "") + (f" | MFU {mfu}" if mfu else ""), flush=True)
-    for name, s, b, p, j, t, mfu in rows:
+                  f"(step {j['step_ms']:.1f} ms, compile {j['compile_s']:.1f} s), infer {j['infer_img_s']:.1f} img/s, "
+                  f"batch 1 {j['infer1_ms']:.2f} ms" + (f" | ultralytics train {t['train_img_s']:.1f} img/s, infer "
+                  f"{t['infer_img_s']:.1f} img/s, batch 1 {t['infer1_ms']:.2f} ms | {_ratios(j, t)}" if t else "")
+                  + (f" | with jaxyolo's malloc: {_ratios(j, t_same)}" if t_same else "")
+                  + (f" | MFU {mfu}" if mfu else ""), flush=True)
+    for name, s, b, p, j, t, t_same, mfu in rows:
         nums = (f"{name} @{s}, batch {b}, {p}: train {j['train_img_s']:.1f} img/s (step {j['step_ms']:.1f} ms, "
                 f"compile {j['compile_s']:.1f} s)" + (f" vs Ultralytics {t['train_img_s']:.1f} img/s" if t else "")
                 + f"; inference {j['infer_img_s']:.1f}" + (f" vs {t['infer_img_s']:.1f} img/s" if t else " img/s")
-                + (f"; MFU {mfu}" if mfu else "") + f"; peak RSS {R.peak_rss_mib():.0f} MiB (both sides, one "
-                f"process); {versions}; median of {a.repeats} x {a.steps} steps; load avg {R.load_avg():.1f}")
-        ratio = (f"train {j['train_img_s'] / t['train_img_s']:.2f}x, infer {j['infer_img_s'] / t['infer_img_s']:.2f}x"
-                 if t else "-")
+                + f", batch 1 {j['infer1_ms']:.2f}" + (f" vs {t['infer1_ms']:.2f} ms" if t else " ms")
+                + (f" (Ultralytics BatchNorm-fused, as its predictor; torch {t['threads']} threads)" if t else "")
+                + (f"; Ultralytics with jaxyolo's malloc settings: train {t_same['train_img_s']:.1f} img/s, inference "
+                   f"{t_same['infer_img_s']:.1f} img/s, batch 1 {t_same['infer1_ms']:.2f} ms ({_ratios(j, t_same)})"
+                   if t_same else "")
+                + (f"; MFU {mfu}" if mfu else "") + f"; jaxyolo malloc: {malloc.state}; peak RSS "
+                f"{R.peak_rss_mib():.0f} MiB (jaxyolo process); {versions}; median of {a.repeats} x {a.steps} steps; "
+                f"load avg {R.load_avg():.1f}")
         R.append_row(a.results, "bench_train_step" + (" (GPU)" if jax.default_backend() == "gpu" else ""), nums,
-                     ratio, machine_desc=f"{platform.node()}: {machine}")
+                     _ratios(j, t) if t else "-", machine_desc=f"{platform.node()}: {machine}")
+
+
+def _ratios(j: dict, t: dict) -> str:
+    return (f"train {j['train_img_s'] / t['train_img_s']:.2f}x, infer {j['infer_img_s'] / t['infer_img_s']:.2f}x, "
+            f"infer b1 {t['infer1_ms'] / j['infer1_ms']:.2f}x")
+
 
 if __name__ == "__main__":
     main()
