@@ -13,12 +13,14 @@ Two settings make the buffers reusable:
   calls it, so its buffers come from that thread's malloc arena (the main thread's is the ``brk`` heap, which can
   grow without limit). The trainer, validator and predictor call their steps from the main thread and keep their
   input pipelines on background threads, so nothing they overlap is lost.
-* glibc's ``mallopt``: blocks up to 1 GiB come from the heap instead of ``mmap``, and the heap is trimmed back to the
-  system only above 2 GiB free, so the next step reuses the same pages.
+* glibc's ``mallopt``: no block is ``mmap``'ed (``M_MMAP_MAX=0``; a 1 GiB threshold instead still left
+  yolov8s-cls@224's larger temporaries mapped anew each step) and the heap is never trimmed
+  (``M_TRIM_THRESHOLD=-1``), so the next step reuses the same pages.
 
 Limiting malloc to one arena for all threads also works for the asynchronous dispatch, but made the digits run ~12%
 slower (lock contention between the input pipeline's threads); this does not. The trade: memory the process frees
-stays mapped up to 2 GiB (its RSS does not shrink back after a peak). ``JAXYOLO_MALLOC=0`` keeps the defaults.
+stays mapped (its RSS does not shrink back after a peak; it is reused by later allocations). ``JAXYOLO_MALLOC=0``
+keeps the defaults.
 Applied when ``jaxyolo.engine`` is first imported (every entry point: CLI, ``YOLO``, ``python -m jaxyolo.train``,
 the exporters); the dispatch setting takes effect only if JAX's CPU backend has not started yet, and
 ``JAX_CPU_ENABLE_ASYNC_DISPATCH=true`` keeps JAX's asynchronous dispatch. Other C libraries and platforms: no-op.
@@ -35,9 +37,9 @@ OFF = ("0", "false", "off", "no", "default")
 
 # mallopt(3) parameters
 M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 
-SETTINGS = ((M_MMAP_THRESHOLD, 1 << 30), (M_TRIM_THRESHOLD, (1 << 31) - 1))
+SETTINGS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # no mmap'ed blocks; never trim the heap
 ASYNC_ENV = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
 
 state: str = "not applied"  # what tune() did, for logs and benchmark rows
@@ -46,17 +48,17 @@ state: str = "not applied"  # what tune() did, for logs and benchmark rows
 def _sync_cpu_dispatch() -> str:
     import jax
 
-    if os.environ.get(ASYNC_ENV):  # the user's choice (read here: JAX itself reads this flag only from absl flags)
-        return f"CPU dispatch as {ASYNC_ENV}={os.environ[ASYNC_ENV]}"
+    setting = os.environ.get(ASYNC_ENV, "").strip().lower()  # JAX reads this flag only from absl flags: we do
+    keep_async = setting in ("1", "true", "yes", "on")
     try:
         from jax._src import xla_bridge
 
         if xla_bridge.backends_are_initialized():
             return "CPU dispatch unchanged (JAX had started)"
-    except (ImportError, AttributeError):  # another JAX version's internals: leave JAX as it is
+        jax.config.update("jax_cpu_enable_async_dispatch", keep_async)
+    except (ImportError, AttributeError, KeyError):  # another JAX version's internals or flags: leave JAX as it is
         return "CPU dispatch unchanged"
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-    return "synchronous CPU dispatch"
+    return f"asynchronous CPU dispatch ({ASYNC_ENV})" if keep_async else "synchronous CPU dispatch"
 
 
 def tune() -> bool:
@@ -76,6 +78,6 @@ def tune() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     ok = all([mallopt(param, value) == 1 for param, value in SETTINGS])
-    state = ("heap up to 1 GiB blocks, trim above 2 GiB" if ok else "mallopt partly rejected") + \
+    state = ("heap only, never trimmed" if ok else "mallopt partly rejected") + \
         f", {_sync_cpu_dispatch()}"
     return ok
