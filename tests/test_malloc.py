@@ -1,4 +1,5 @@
-"""jaxyolo/utils/malloc.py: once ``jaxyolo.engine`` is imported, a compiled step's large buffers are reused, not page-faulted anew.
+"""jaxyolo/utils/malloc.py: once ``jaxyolo.engine`` is imported, a compiled step's large buffers are reused, not
+page-faulted anew.
 
 Counted in page faults (``ru_minflt``), not time: a 64 MiB output written 10 times by one jitted function. With glibc's
 defaults and JAX's asynchronous CPU dispatch every call maps it fresh (~16k faults a call); with jaxyolo's settings
