@@ -33,7 +33,9 @@ import os
 import platform
 import sys
 
-OFF = ("0", "false", "off", "no", "default")
+from jaxyolo.utils import jax_cache
+
+OFF = jax_cache.OFF + ("default",)  # the words that turn the compilation cache off, and "default"
 
 # mallopt(3) parameters
 M_TRIM_THRESHOLD = -1
