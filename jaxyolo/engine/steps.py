@@ -50,9 +50,14 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
 
 
-def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32):
-    def train_step(state: TrainState, images, labels, hp, rng):
+def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32, seed: int = 0):
+    """``train_step(state, images, labels, hp, ni)``: ``ni`` (int32 scalar) is the global batch index, folded into
+    the run's key *inside* the step (``fold_in(PRNGKey(seed), ni)``, the dropout key), so the host does not dispatch
+    a separate computation for it every batch."""
+
+    def train_step(state: TrainState, images, labels, hp, ni):
         x = to_input(images, dtype)
+        rng = jax.random.fold_in(jax.random.PRNGKey(seed), ni)
 
         def loss_fn(params):
             logits, new = module.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,

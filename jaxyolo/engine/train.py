@@ -184,7 +184,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
     rep = parallel.replicated(mesh)
-    step_fn = jax.jit(make_train_step(module, tx, float(args["label_smoothing"]), dtype),
+    step_fn = jax.jit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"])),
                       in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
                       donate_argnums=(0,))
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
@@ -217,7 +217,6 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     LOGGER.info(f"Training {yolo} on {ds.source}: {ds.splits['train']} train / {ds.splits.get(val_split, 0)} "
                 f"{val_split} images, imgsz={imgsz}, batch={batch} on {n_dev} device(s) x {nproc} process(es), "
                 f"logging to {save_dir}")
-    base_key = jax.random.PRNGKey(int(args["seed"]))
     best = None
     start_epoch = int(meta["epoch"])
     epoch = start_epoch
@@ -241,7 +240,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                     meta["last_opt_step"] = ni
                 hp = np.array([*lrs, mom, float(do_update)], np.float32)
                 g_img, g_lab = parallel.global_batch(batch_sh, images, labels.astype(np.int32))
-                state, loss = step_fn(state, g_img, g_lab, hp, jax.random.fold_in(base_key, ni))
+                state, loss = step_fn(state, g_img, g_lab, hp, np.int32(ni))
                 pending.append(loss)
                 if main and args["plots"] and ni < 3:
                     writer_bg.submit(plots.try_plot, plots.plot_batch, images, labels, ds.names,
@@ -323,14 +322,14 @@ def _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev) -> None:
     """Compile the train and eval steps side by side before the first batch (each XLA compile is mostly one thread,
     and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache. Only a speed
     optimisation: any failure here is ignored and the steps compile on first use as usual. The abstract arguments
-    must equal the real ones in shape, dtype *and* sharding (hp and rng arrive uncommitted), or the jit cache
+    must equal the real ones in shape, dtype *and* sharding (hp and ni arrive uncommitted), or the jit cache
     misses and the step compiles twice (``JAX_EXPLAIN_CACHE_MISSES=1`` shows why)."""
     from concurrent.futures import ThreadPoolExecutor
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     sds = jax.ShapeDtypeStruct
     train_args = (state, sds((batch, th, tw, 3), jnp.uint8, sharding=batch_sh), sds((batch,), jnp.int32,
-                  sharding=batch_sh), sds((5,), jnp.float32), sds((2,), jnp.uint32))  # hp, rng: uncommitted
+                  sharding=batch_sh), sds((5,), jnp.float32), sds((), jnp.int32))  # hp, ni: uncommitted
     jobs = [lambda: step_fn.lower(*train_args).compile(),
             lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
     try:
