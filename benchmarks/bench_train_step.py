@@ -12,7 +12,10 @@ GPU (fp16 + GradScaler, Ultralytics' default) or fp32 on CPU; its inference runs
 Each side runs as its users run it: jaxyolo in this process (importing ``jaxyolo.engine`` applies its settings for
 XLA:CPU, jaxyolo/utils/malloc.py), Ultralytics in a child process with the C library's defaults; ``--ul-same-malloc``
 gives the Ultralytics child jaxyolo's malloc settings too, to show how much of the ratio they are.
-MFU = 3 x forward FLOPs per image x images/s / peak. Each measurement is the median of --repeats timings of --steps
+MFU = 3 x forward FLOPs per image x images/s / peak. On CPU, where no vendor peak applies, the model's FLOP rate
+(train: 3 x forward FLOPs per image x images/s; inference: 1 x) is reported for both sides as a fraction of the
+machine's measured matmul ceiling (the best of 2048^3 fp32 matmuls in XLA, multi-threaded): how close each side
+runs to what this CPU does on the friendliest op. Each measurement is the median of --repeats timings of --steps
 steps. Appends rows to benchmarks/RESULTS.md.
 """
 
@@ -107,6 +110,28 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     inf1_sec = _timeit(lambda n: infer(n, x1), steps, repeats)
     return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "compile_s": compile_s, "infer_img_s": batch / inf_sec,
             "infer1_ms": inf1_sec * 1e3, "gflops_fwd": gflops(module, imgsz)}
+
+
+def cpu_matmul_ceiling(n: int = 2048, runs: int = 10) -> float:
+    """FLOP/s of the best of ``runs`` n^3 fp32 matmuls in XLA:CPU (all cores): the attainable ceiling of this CPU."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(jnp.dot)
+    f(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        f(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def flop_rates(gflops_fwd: float, r: dict, ceiling: float) -> str:
+    """'train X GFLOP/s (Y% of the ceiling), infer ...' for one side's results."""
+    tr, inf = 3 * gflops_fwd * r["train_img_s"], gflops_fwd * r["infer_img_s"]
+    return f"train {tr:.0f} GFLOP/s ({tr * 1e9 / ceiling:.0%}), infer {inf:.0f} GFLOP/s ({inf * 1e9 / ceiling:.0%})"
 
 
 def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int, nc: int = 1000):
@@ -212,6 +237,9 @@ def main():
         versions += f", ultralytics {ultralytics.__version__}"
     except ImportError:
         pass
+    ceiling = cpu_matmul_ceiling() if jax.default_backend() == "cpu" else None
+    if ceiling:
+        print(f"CPU matmul ceiling (2048^3 fp32, XLA): {ceiling / 1e9:.0f} GFLOP/s")
     rows = []
     for name in a.models.split(","):
         for s in (int(v) for v in a.imgsz.split(",")):
@@ -234,7 +262,10 @@ def main():
                   f"batch 1 {j['infer1_ms']:.2f} ms" + (f" | ultralytics train {t['train_img_s']:.1f} img/s, infer "
                   f"{t['infer_img_s']:.1f} img/s, batch 1 {t['infer1_ms']:.2f} ms | {_ratios(j, t)}" if t else "")
                   + (f" | with jaxyolo's malloc: {_ratios(j, t_same)}" if t_same else "")
-                  + (f" | MFU {mfu}" if mfu else ""), flush=True)
+                  + (f" | MFU {mfu}" if mfu else "")
+                  + (f" | of the CPU matmul ceiling: jaxyolo {flop_rates(j['gflops_fwd'], j, ceiling)}"
+                     + (f"; Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else ""),
+                  flush=True)
     for name, s, b, p, j, t, t_same, mfu in rows:
         nums = (f"{name} @{s}, batch {b}, {p}: train {j['train_img_s']:.1f} img/s (step {j['step_ms']:.1f} ms, "
                 f"compile {j['compile_s']:.1f} s)" + (f" vs Ultralytics {t['train_img_s']:.1f} img/s" if t else "")
@@ -244,7 +275,11 @@ def main():
                 + (f"; Ultralytics with jaxyolo's malloc settings: train {t_same['train_img_s']:.1f} img/s, inference "
                    f"{t_same['infer_img_s']:.1f} img/s, batch 1 {t_same['infer1_ms']:.2f} ms ({_ratios(j, t_same)})"
                    if t_same else "")
-                + (f"; MFU {mfu}" if mfu else "") + f"; jaxyolo malloc: {malloc.state}; peak RSS "
+                + (f"; MFU {mfu}" if mfu else "")
+                + (f"; model FLOP rate vs this CPU's matmul ceiling ({ceiling / 1e9:.0f} GFLOP/s, 2048^3 fp32 in XLA): "
+                   f"jaxyolo {flop_rates(j['gflops_fwd'], j, ceiling)}"
+                   + (f", Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else "")
+                + f"; jaxyolo malloc: {malloc.state}; peak RSS "
                 f"{R.peak_rss_mib():.0f} MiB (jaxyolo process); {versions}; median of {a.repeats} x {a.steps} steps; "
                 f"load avg {R.load_avg():.1f}")
         R.append_row(a.results, "bench_train_step" + (" (GPU)" if jax.default_backend() == "gpu" else ""), nums,
