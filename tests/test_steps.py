@@ -1,0 +1,46 @@
+"""The jitted train step's dropout key: the step folds the batch index into PRNGKey(seed) itself (the host passes only
+``ni``), so the masks must be what ``fold_in(PRNGKey(seed), ni)`` gives, change with ``ni`` and with ``seed``, and
+repeat for the same pair (what an exact resume relies on)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxyolo.engine import optim
+from jaxyolo.engine.model import init_variables
+from jaxyolo.engine.steps import create_state, cross_entropy, make_train_step, to_input
+from jaxyolo.nn.build import build_model
+
+NC, B, IMGSZ = 5, 4, 32
+
+
+def _setup(seed: int):
+    module, _ = build_model("yolov8n-cls.yaml", nc=NC, dropout=0.5)
+    variables = init_variables(module, 0)
+    args = dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.9,
+                warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
+    tx = optim.build_tx(optim.resolve_recipe(args, NC, 100, 10), variables["params"])
+    step = jax.jit(make_train_step(module, tx, seed=seed))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.integers(0, 256, (B, IMGSZ, IMGSZ, 3), dtype=np.uint8))
+    y = jnp.asarray(rng.integers(0, NC, (B,), dtype=np.int32))
+    hp = jnp.asarray([0.01, 0.01, 0.01, 0.9, 0.0], jnp.float32)  # no optimizer update: the loss is all we compare
+    return module, variables, create_state(variables, tx), step, x, y, hp
+
+
+def test_train_step_dropout_key_is_fold_in_of_seed_and_batch_index():
+    module, variables, state, step, x, y, hp = _setup(seed=7)
+    loss = {ni: float(step(state, x, y, hp, np.int32(ni))[1]) for ni in (3, 4)}
+
+    def reference(key):
+        logits, _ = module.apply(variables, to_input(x), train=True, mutable=["batch_stats"], rngs={"dropout": key})
+        return float(cross_entropy(logits, y).mean())
+
+    for ni in (3, 4):
+        assert np.isclose(loss[ni], reference(jax.random.fold_in(jax.random.PRNGKey(7), ni)), rtol=1e-5, atol=1e-6)
+    assert loss[3] != loss[4]  # a new mask per batch (dropout 0.5 on 256 features: equal losses would be a fluke)
+    assert float(step(state, x, y, hp, np.int32(3))[1]) == loss[3]  # same (seed, ni): same mask
+    other_seed = _setup(seed=8)
+    assert float(other_seed[3](other_seed[2], x, y, hp, np.int32(3))[1]) != loss[3]
