@@ -172,6 +172,15 @@ def test_format_zoo_and_bad_files(tmp_path, caplog):
         assert img.shape == ref.shape == (h, w, 3), path
         np.testing.assert_array_equal(img, ref, err_msg=path)
         routes[Path(path).name] = D.ROUTE_NAMES[int(route)]
+        # a source whose files all take one route (and are all upright) builds the graph without control flow:
+        # same pixels, whole and cropped (top 1, left 2), as the per-file switch
+        box = (1, 2, int(h) - 2, int(w) - 3)
+        crop = D.decode_crop_file(path, int(route), int(orient), *box).numpy()
+        for static in ({"static_route": int(route)}, {"static_route": int(route), "upright": int(orient) <= 1}):
+            np.testing.assert_array_equal(D.decode_file(path, int(route), int(orient), **static).numpy(), ref,
+                                          err_msg=f"{path} {static}")
+            np.testing.assert_array_equal(D.decode_crop_file(path, int(route), int(orient), *box, **static).numpy(),
+                                          crop, err_msg=f"{path} {static}")
     assert routes["rgb.jpg"] == routes["exif6.jpg"] == routes["grey.jpeg"] == "jpeg"
     assert routes["cmyk.jpg"] == routes["rgb.webp"] == routes["rgb.tif"] == routes["transparent.gif"] == "pil"
     assert routes["grey16.png"] == routes["palette.png"] == "png"

@@ -69,16 +69,20 @@ class _FileSource(Source):
         self._paths = tf.constant(list(recs.files), dtype=tf.string, shape=[len(recs.files)])
         self._routes = tf.constant(recs.routes.astype(np.int32))
         self._orients = tf.constant(recs.orients.astype(np.int32))
+        routes = np.unique(recs.routes)
+        # trace-time facts: one decode route for every file, no EXIF rotation anywhere (decode.decode_file)
+        self._static = {"static_route": int(routes[0]) if len(routes) == 1 else None,
+                        "upright": bool(np.all(np.asarray(recs.orients) <= 1))}
         self._consts()
 
     def _meta(self, i):
         return tf.gather(self._paths, i), tf.gather(self._routes, i), tf.gather(self._orients, i)
 
     def image(self, i):
-        return D.decode_file(*self._meta(i))
+        return D.decode_file(*self._meta(i), **self._static)
 
     def crop(self, i, top, left, ch, cw):
-        return D.decode_crop_file(*self._meta(i), top, left, ch, cw)
+        return D.decode_crop_file(*self._meta(i), top, left, ch, cw, **self._static)
 
 
 class _RamSource(Source):
