@@ -318,6 +318,22 @@ def test_digits(datasets_dir, digits, caplog):
     assert not [p for p in datasets_dir.iterdir() if p.name.startswith(".digits.tmp")]
 
 
+def test_scanned_folder_loads_without_tensorflow(datasets_dir, digits):
+    """Resolving a folder whose scan is cached stays TensorFlow-free (the trainer imports TF on its pipeline thread,
+    in parallel with model set-up); the pipeline then imports it on first use."""
+    code = textwrap.dedent(f"""
+        import sys
+        import jaxyolo.data as D
+        ds = D.load_dataset("digits", data_dir={str(datasets_dir)!r})
+        assert D.num_train_batches(ds, 64) == {digits.splits['train'] // 64}
+        assert "tensorflow" not in sys.modules, "load_dataset imported TensorFlow"
+        next(iter(D.train_batches(ds, imgsz=32, batch_size=64, seed=0, epoch=0, aug={{}})))
+        assert "tensorflow" in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_digits_env_and_atomic(tmp_path, monkeypatch):
     from jaxyolo.data import digits as dg
 

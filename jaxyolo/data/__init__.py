@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords
+from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords, num_train_batches
 
 __all__ = [
     "Dataset",
@@ -91,7 +91,7 @@ def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0) 
 
 
 def __getattr__(name):  # TensorFlow-backed parts load on first use
-    if name in ("train_batches", "eval_batches", "num_train_batches"):
+    if name in ("train_batches", "eval_batches"):
         from jaxyolo.data import pipeline
 
         return getattr(pipeline, name)

@@ -81,3 +81,8 @@ class Dataset:
     @property
     def num_skipped(self) -> int:
         return sum(len(v) for v in self.skipped.values())
+
+
+def num_train_batches(ds: Dataset, batch_size: int) -> int:
+    """Train batches per epoch (global batch_size, drop_remainder)."""
+    return int(ds.splits["train"]) // int(batch_size)

@@ -38,8 +38,7 @@ def configure_tf():
 
 configure_tf()
 
-JPEG, PNG, BMP, GIF, PIL = 0, 1, 2, 3, 4
-ROUTE_NAMES = {JPEG: "jpeg", PNG: "png", BMP: "bmp", GIF: "gif", PIL: "pil"}
+from jaxyolo.data.routes import BMP, GIF, JPEG, PIL, PNG, ROUTE_NAMES  # noqa: E402,F401  (D.JPEG etc.)
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:

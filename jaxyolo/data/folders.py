@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxyolo.data import decode as D
+from jaxyolo.data import routes as R
 from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords
 
 IMG_EXTS = frozenset(
@@ -120,22 +120,23 @@ def inspect_file(path: str, size: int):
     if w < MIN_SIZE or h < MIN_SIZE:
         return False, f"image too small ({w}x{h} px, need at least {MIN_SIZE} px a side)"
     if fmt in ("JPEG", "MPO") and mode in ("L", "RGB", "YCbCr"):
-        route = D.JPEG
+        route = R.JPEG
     elif fmt == "PNG":
-        route = D.PNG
+        route = R.PNG
     elif fmt == "BMP" and mode == "RGB" and _bmp_tf_ok(path):
-        route = D.BMP
+        route = R.BMP
     elif fmt == "GIF" and not transparency and full_frame:
-        route = D.GIF
+        route = R.GIF
     else:
-        route = D.PIL
-    if route == D.PIL:
+        route = R.PIL
+    if route == R.PIL:
         orient = 1  # pil_load applies EXIF orientation itself
     return True, (h, w, route, orient)
 
 
 def _verify_tf(paths, routes, orients):
     """Decode with the TF decoders (in parallel, via tf.data); returns {i: (h, w)} for the files that decode."""
+    from jaxyolo.data import decode as D
     from jaxyolo.data._tf import dataset_options, parallel_calls, tf
 
     if not paths:
@@ -154,8 +155,10 @@ def _verify_tf(paths, routes, orients):
 
 
 def _verify_pil(path):
+    from jaxyolo.data.decode import pil_load
+
     try:
-        a = D.pil_load(path)
+        a = pil_load(path)
         return True, (a.shape[0], a.shape[1])
     except Exception as e:  # noqa: BLE001
         return False, f"corrupt or truncated image ({type(e).__name__}: {e})"
@@ -227,8 +230,8 @@ def _verify(listing):
         heads = list(ex.map(lambda t: inspect_file(t[0], t[1]), listing))
     for i, (ok, info) in enumerate(heads):
         (good if ok else bad)[i] = info
-    tf_idx = [i for i, v in good.items() if v[2] != D.PIL]
-    pil_idx = [i for i, v in good.items() if v[2] == D.PIL]
+    tf_idx = [i for i, v in good.items() if v[2] != R.PIL]
+    pil_idx = [i for i, v in good.items() if v[2] == R.PIL]
     decoded = _verify_tf([listing[i][0] for i in tf_idx], [good[i][2] for i in tf_idx], [good[i][3] for i in tf_idx])
     retry = []
     for k, i in enumerate(tf_idx):
@@ -238,13 +241,13 @@ def _verify(listing):
         else:
             retry.append(i)  # TF could not decode it: let Pillow try (and give the reason if it fails too)
     for i in retry:
-        good[i] = good[i][:2] + (D.PIL, 1)
+        good[i] = good[i][:2] + (R.PIL, 1)
     pil_idx += retry
     with ThreadPoolExecutor(_SCAN_THREADS) as ex:
         res = list(ex.map(lambda i: _verify_pil(listing[i][0]), pil_idx))
     for i, (ok, info) in zip(pil_idx, res):
         if ok:
-            good[i] = (info[0], info[1], D.PIL, 1)
+            good[i] = (info[0], info[1], R.PIL, 1)
         else:
             del good[i]
             bad[i] = info

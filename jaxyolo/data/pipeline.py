@@ -40,7 +40,7 @@ from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as D
 from jaxyolo.data import transforms as T
-from jaxyolo.data.dataset import Dataset, DatasetError
+from jaxyolo.data.dataset import Dataset, DatasetError, num_train_batches
 from jaxyolo.data.sources import (Source, cache_mode, folder_source, tfds_cached_source, tfds_host_split,
                                   tfds_read)
 
@@ -86,11 +86,6 @@ def _close_live_iterators() -> None:
             it.close()
         except ValueError:  # being advanced by another thread right now: that thread's owner closes it
             pass
-
-
-def num_train_batches(ds: Dataset, batch_size: int) -> int:
-    """Train batches per epoch (global batch_size, drop_remainder)."""
-    return int(ds.splits["train"]) // int(batch_size)
 
 
 def _aug_key(imgsz, aug, seed, extra=()):
