@@ -235,6 +235,17 @@ def test_plots_and_tensorboard_are_written_in_the_background(folder, tmp_path):
               for e in [event_pb2.Event.FromString(r.numpy())] for v in e.summary.value}
     assert logged == {(step, c) for step in (1, 2) for c in read_csv(run / "results.csv")[0] if c not in
                       ("epoch", "time")}
+    # best.pt is the best epoch's file (a copy of that epoch's last.pt), last.pt the last epoch's
+    from converters.torch_weights.unpickler import read_checkpoint
+
+    rows = read_csv(run / "results.csv")
+    fit = [float(r["metrics/accuracy_top1"]) + float(r["metrics/accuracy_top5"]) for r in rows]
+    best_epoch = int(np.argmax(fit))  # the first maximum: a later equal fitness does not replace best.pt
+    ck_best, ck_last = read_checkpoint(run / "weights" / "best.pt"), read_checkpoint(run / "weights" / "last.pt")
+    assert (ck_best["epoch"], ck_last["epoch"]) == (best_epoch, len(rows) - 1)
+    same = (run / "weights" / "best.pt").read_bytes() == (run / "weights" / "last.pt").read_bytes()
+    assert same == (best_epoch == len(rows) - 1)
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["best.pt", "last.pt"]
 
 
 def test_kept_batches_reuse_small_splits_and_stream_large_ones():

@@ -28,7 +28,7 @@ from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_train_step
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
 from jaxyolo.utils import plots
-from jaxyolo.utils.files import run_dir
+from jaxyolo.utils.files import copy_atomic, run_dir
 
 LOGGER = logging.getLogger("jaxyolo")
 CSV_COLUMNS = ["epoch", "time", "train/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "val/loss",
@@ -293,9 +293,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 extra = {"epoch": epoch, "best_fitness": meta["best_fitness"],
                          "train_metrics": {**metrics.results_dict, "val/loss": metrics.loss},
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
-                writer_bg.submit(_save_weights, save_dir / "weights" / "last.pt", yolo, ema_vars, args, extra)
-                if improved:
-                    writer_bg.submit(_save_weights, save_dir / "weights" / "best.pt", yolo, ema_vars, args, extra)
+                paths = [save_dir / "weights" / n for n in (("last.pt", "best.pt") if improved else ("last.pt",))]
+                writer_bg.submit(_save_weights, paths, yolo, ema_vars, args, extra)
             checkpoint(epoch + 1, 0, nb * (epoch + 1))
             if meta["patience_left"] <= 0:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
@@ -380,9 +379,12 @@ def _write_csv(path: Path, history: list) -> None:
 _warned_no_torch = False
 
 
-def _save_weights(path: Path, yolo, variables, args: dict, extra: dict) -> None:
-    """best.pt / last.pt in Ultralytics' format (needs torch, the `pt` extra); skipped with one warning without it."""
+def _save_weights(paths: list[Path], yolo, variables, args: dict, extra: dict) -> None:
+    """last.pt (and best.pt) in Ultralytics' format (needs torch, the `pt` extra); skipped with one warning without
+    it. The files of one epoch hold the same weights and keys: the first is written, the others are atomic copies of
+    it (one model serialisation per epoch, not two)."""
     global _warned_no_torch
+    path = paths[0]
     try:
         from converters.torch_weights.save import save_pt
     except ImportError as e:
@@ -395,3 +397,5 @@ def _save_weights(path: Path, yolo, variables, args: dict, extra: dict) -> None:
     train_args = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}, "task": "classify",
                   "imgsz": imgsz if isinstance(imgsz, int) else list(imgsz)}
     save_pt(path, yolo.module, variables, yolo.cfg, yolo.names, train_args=train_args, **extra)
+    for other in paths[1:]:
+        copy_atomic(path, other)
