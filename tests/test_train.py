@@ -208,6 +208,52 @@ def test_runs_in_one_process_log_to_their_own_file_and_to_the_current_stdout(fol
     assert "lr=0.02" in second_log and "lr=0.01" not in second_log
 
 
+def test_garbage_collector_paused_for_set_up_and_restored(folder, tmp_path, monkeypatch):
+    """train() keeps CPython's collector off while it sets up (compiling the steps), on for the epochs with what set-up
+    left alive frozen, and afterwards leaves it as it found it: nothing frozen, on stays on, off stays off, also when
+    the run fails."""
+    import gc
+
+    import jaxyolo.engine.train as T
+
+    seen = {}
+    real_warm_up, real_eval = T._warm_up, T.Evaluator.__call__
+
+    def warm_up(*a, **k):
+        seen["set_up"] = (gc.isenabled(), gc.get_freeze_count() > 0)
+        return real_warm_up(*a, **k)
+
+    def evaluate(self, *a, **k):
+        seen["epoch"] = (gc.isenabled(), gc.get_freeze_count() > 0)
+        return real_eval(self, *a, **k)
+
+    monkeypatch.setattr(T, "_warm_up", warm_up)
+    monkeypatch.setattr(T.Evaluator, "__call__", evaluate)
+    kw = dict(data=str(folder), model="yolov8n-cls.yaml", epochs=1, imgsz=32, batch=16, plots=False)
+    gc.unfreeze()  # (nothing in this test process froze objects; make sure)
+    assert gc.isenabled()
+    T.train(kw, save_dir=tmp_path / "a")
+    assert seen == {"set_up": (False, True), "epoch": (True, True)}
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        seen.clear()
+        T.train(kw, save_dir=tmp_path / "b")
+        assert seen == {"set_up": (False, True), "epoch": (False, True)} and not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(Exception):
+        T.train(dict(kw, data=str(tmp_path / "missing")), save_dir=tmp_path / "c")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze is left alone
+    try:
+        n = gc.get_freeze_count()
+        T.train(kw, save_dir=tmp_path / "d")
+        assert abs(gc.get_freeze_count() - n) < 1000 and gc.isenabled()  # (frozen objects that die leave it)
+    finally:
+        gc.unfreeze()
+
+
 def test_plots_and_tensorboard_are_written_in_the_background(folder, tmp_path):
     """plots=True: train_batch0-2.jpg, results.png and the best epoch's confusion matrices, all readable images, no
     temporary files left; the matrices are those of the best epoch (its validation counts every image once). The

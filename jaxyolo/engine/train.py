@@ -28,6 +28,7 @@ from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_train_step
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
 from jaxyolo.utils import plots
+from jaxyolo.utils.collector import paused_for_set_up
 from jaxyolo.utils.files import copy_atomic, run_dir
 
 LOGGER = logging.getLogger("jaxyolo")
@@ -116,15 +117,17 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     log_file = setup_logging(save_dir if main else None, bool(args["verbose"]))
     try:
-        return _set_up_and_train(args, save_dir, proc, nproc)
+        with paused_for_set_up() as set_up_done:  # the garbage collector skips what lives for the whole run
+            return _set_up_and_train(args, save_dir, proc, nproc, set_up_done)
     finally:
         if log_file is not None:
             LOGGER.removeHandler(log_file)
             log_file.close()
 
 
-def _set_up_and_train(args, save_dir, proc, nproc) -> ClassifyMetrics:
-    """Dataset, mesh, resume point and the background input pipeline; then the epochs (``_train``)."""
+def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> ClassifyMetrics:
+    """Dataset, mesh, resume point and the background input pipeline; then the epochs (``_train``), which calls
+    ``set_up_done()`` once the steps are compiled."""
     from jaxyolo import data
 
     imgsz = args["imgsz"]
@@ -159,14 +162,14 @@ def _set_up_and_train(args, save_dir, proc, nproc) -> ClassifyMetrics:
     writer_bg = BackgroundWriter()
 
     try:
-        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg)
+        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, set_up_done)
     finally:
         prefetch.close()
         writer_bg.close()
         ckpt.close()
 
 
-def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg) -> ClassifyMetrics:
+def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, set_up_done) -> ClassifyMetrics:
     imgsz = args["imgsz"]
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
@@ -191,6 +194,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev)
+    set_up_done()  # (utils/collector.py)
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
                 f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
                 f"{recipe.accumulate}, warmup {recipe.warmup_iters} iterations")
