@@ -8,14 +8,13 @@ The file holds what Ultralytics' own ``strip_optimizer`` leaves in a ``best.pt``
 from __future__ import annotations
 
 import datetime
-import os
-import secrets
 from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 import numpy as np
 
 from jaxyolo import __version__
+from jaxyolo.utils.files import atomic_write
 
 # The Ultralytics release whose checkpoint layout this file follows (what Ultralytics writes as "version").
 ULTRALYTICS_FORMAT_VERSION = "8.4.190"
@@ -93,18 +92,6 @@ def save_pt(path: str | Path, module, variables: Mapping, cfg: dict, names: Mapp
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            with ultralytics_pickling():
-                torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f, ultralytics_pickling():
+        torch.save(ckpt, f)
     return path

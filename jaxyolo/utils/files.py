@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,24 +24,29 @@ def run_dir(project: str | None, name: str | None, mode: str = "train", exist_ok
     return increment_path(project / (name or mode), exist_ok=exist_ok)
 
 
-def copy_atomic(src: str | Path, dst: str | Path) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary file in ``dst``'s folder and a rename: ``dst`` is never seen
-    half-written (an interrupted copy leaves the old ``dst``, or none)."""
-    import os
-    import secrets
-    import shutil
-
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+@contextmanager
+def atomic_write(path: str | Path):
+    """``with atomic_write(path) as f:`` write binary ``f``; on success it is flushed, fsync'ed and renamed onto
+    ``path`` (a temporary file in the same folder until then), on any error removed: ``path`` is never seen
+    half-written (an interrupted write leaves the old file, or none)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "xb") as f:
+            yield f
+            f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, dst)
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
-    return dst
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> Path:
+    """Copy ``src`` to ``dst`` through ``atomic_write``."""
+    with open(src, "rb") as fin, atomic_write(dst) as fout:
+        shutil.copyfileobj(fin, fout)
+    return Path(dst)
