@@ -30,6 +30,7 @@ from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_bat
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
 from jaxyolo.utils.files import copy_atomic, run_dir
+from jaxyolo.utils.trace_cache import CachedJit
 
 LOGGER = logging.getLogger("jaxyolo")
 CSV_COLUMNS = ["epoch", "time", "train/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "val/loss",
@@ -187,9 +188,11 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
     rep = parallel.replicated(mesh)
-    step_fn = jax.jit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"])),
-                      in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
-                      donate_argnums=(0,))
+    step_fn = CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"])),
+                        name="train_step", key=(repr(module), repr(recipe), float(args["label_smoothing"]),
+                                                jnp.dtype(dtype).name, int(args["seed"])),
+                        out_tree=jax.tree.structure((state, 0)), in_shardings=(shardings, batch_sh, batch_sh, rep, rep),
+                        out_shardings=(shardings, rep), donate_argnums=(0,))  # jax.jit, traced once per machine
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
