@@ -313,3 +313,43 @@ def test_kept_batches_reuse_small_splits_and_stream_large_ones():
     broken = KeptBatches(make, limit_bytes=1 << 20)
     next(iter(broken))  # a pass that stops early keeps nothing
     assert len(list(broken)) == 3 and len(calls) == 5
+
+
+def test_kept_batches_read_ahead_on_a_thread():
+    """The trainer reads the first validation's batches on a background thread while epoch 1 trains: same batches,
+    one read for a small split, a streamed pass for a large one, a failure raised where the batches are used."""
+    import threading
+
+    from jaxyolo.engine.val import KeptBatches
+
+    readers = []
+
+    def make(n=3, fail_at=None):
+        readers.append(threading.current_thread().name)
+        for k in range(n):
+            if k == fail_at:
+                raise ValueError("val/3.jpg: broken image")
+            yield np.full((2, 4), k, np.uint8), np.array([k, k])
+
+    expected = list(make())
+    readers.clear()
+    small = KeptBatches(make, limit_bytes=1 << 20)
+    small.read_ahead()
+    for got in (list(small), list(small)):
+        assert len(got) == 3 and all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(got, expected))
+    assert readers == ["jaxyolo-val-read"]  # read once, on the reader thread
+
+    readers.clear()
+    big = KeptBatches(make, limit_bytes=20)  # over the limit: the read-ahead gives up, the passes stream
+    big.read_ahead()
+    assert len(list(big)) == len(list(big)) == 3 and readers == ["jaxyolo-val-read", "MainThread", "MainThread"]
+
+    broken = KeptBatches(lambda: make(fail_at=1))
+    broken.read_ahead()
+    with pytest.raises(ValueError, match="broken image"):
+        list(broken)
+
+    closed = KeptBatches(lambda: make(n=1000))
+    closed.read_ahead()
+    closed.close()  # the trainer stops it when training ends early
+    assert not closed._reader.is_alive()

@@ -198,6 +198,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                                                     int(args["workers"])))
     _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev)
     set_up_done()  # (utils/collector.py)
+    val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
                 f"weight(decay={recipe.weight_decay:.6g}), bn(decay=0.0), bias(decay=0.0); accumulate "
                 f"{recipe.accumulate}, warmup {recipe.warmup_iters} iterations")
@@ -308,6 +309,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                             f"{meta['best_epoch'] + 1}")
                 break
     finally:
+        val_batches.close()
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
 

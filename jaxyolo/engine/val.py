@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,13 +85,51 @@ class KeptBatches:
     """Iterable eval batches of one split: read through ``make()`` (the tf.data pipeline) the first time, and kept in
     host memory for the next passes when they total at most ``limit_bytes`` (the trainer validates every epoch; the
     eval transform is deterministic, so every pass sees identical batches, and a small split no longer pays a
-    pipeline start, decoding and resizing per epoch). Larger splits stream every time."""
+    pipeline start, decoding and resizing per epoch). Larger splits stream every time.
+
+    ``read_ahead()`` makes that first pass on a background thread (the trainer starts it with the first epoch, so the
+    first validation does not wait for the eval pipeline to be built and run); the batches are the same."""
 
     def __init__(self, make, limit_bytes: int = 256 << 20):
         self._make, self._limit = make, int(limit_bytes)
         self._kept: list | None = None
+        self._reader: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+
+    def read_ahead(self) -> None:
+        if self._kept is None and self._reader is None:
+            self._reader = threading.Thread(target=self._read, name="jaxyolo-val-read", daemon=True)
+            self._reader.start()
+
+    def _read(self) -> None:
+        it = iter(self._make())
+        try:
+            kept, size = [], 0
+            for b in it:
+                size += sum(np.asarray(a).nbytes for a in b)
+                if size > self._limit or self._stop.is_set():
+                    return  # too large to keep (the first pass streams), or closed
+                kept.append(b)
+            self._kept = kept
+        except BaseException as e:  # noqa: BLE001 - raised where the batches are used
+            self._error = e
+        finally:
+            getattr(it, "close", lambda: None)()
+
+    def close(self) -> None:
+        """Stop a read-ahead still running (early stop, errors) and wait for its thread."""
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join()
 
     def __iter__(self):
+        if self._reader is not None:
+            self._reader.join()
+            self._reader = None
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
         if self._kept is not None:
             yield from self._kept
             return
