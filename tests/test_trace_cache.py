@@ -117,3 +117,28 @@ def test_cache_folder_follows_the_compilation_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXYOLO_TRACE_CACHE", "1")
     monkeypatch.setattr(trace_cache, "_compilation_cache_dir", lambda: None)
     assert trace_cache.trace_cache_dir() is None  # no compilation cache: the trace alone would save little
+
+
+def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
+    """``init_variables`` (every model built from a YAML) keeps its traced init too: one trace for all seeds, the
+    same draws as ``jax.jit(module.init)`` with the seed's RngBitGenerator key."""
+    monkeypatch.setattr(trace_cache, "_compilation_cache_dir", lambda: str(tmp_path))
+    monkeypatch.delenv("JAXYOLO_TRACE_CACHE", raising=False)
+    traced = []
+    real_init = CachedJit.__init__
+
+    def spy(self, fn, **kw):
+        real_init(self, fn, **kw)
+        traced.append(self)
+
+    monkeypatch.setattr(CachedJit, "__init__", spy)
+    module, _ = build_model("yolov8n-cls.yaml", nc=NC)
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    for seed in (0, 5, 0):
+        expected = jax.jit(lambda k: module.init(k, x))(jax.random.key(seed, impl="rbg"))
+        got = init_variables(module, seed)
+        assert jax.tree.structure(got) == jax.tree.structure(expected)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+            np.testing.assert_array_equal(a, b)
+    assert [c.traced for c in traced] == [1, 0, 0]
+    assert len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 1

@@ -30,9 +30,15 @@ def init_variables(module: ClassificationModel, seed: int = 0, ch: int = 3) -> d
 
     The random draws come from XLA's RngBitGenerator (``impl='rbg'``: deterministic per seed on one backend and jax
     version) rather than threefry: one threefry hash per parameter made this the slowest compile of a first run
-    (5.1 s of XLA:CPU compile for yolov8n-cls, vs 2.0 s)."""
-    x = jnp.zeros((1, 32, 32, ch), jnp.float32)
-    return jax.jit(lambda k: module.init(k, x))(jax.random.key(int(seed), impl="rbg"))
+    (5.1 s of XLA:CPU compile for yolov8n-cls, vs 2.0 s). The traced function is kept on disk
+    (``utils/trace_cache.py``): any seed, one trace."""
+    from jaxyolo.utils.trace_cache import CachedJit
+
+    def init(key_data):
+        return module.init(jax.random.wrap_key_data(key_data, impl="rbg"), jnp.zeros((1, 32, 32, ch), jnp.float32))
+
+    key_data = jax.random.key_data(jax.random.key(int(seed), impl="rbg"))
+    return CachedJit(init, name="init", key=(repr(module), int(ch)))(key_data)  # traced once per machine
 
 
 _HEAD_TASKS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Pose": "pose", "OBB": "obb",

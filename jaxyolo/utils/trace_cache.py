@@ -96,12 +96,20 @@ def _aval(x):
 
 class CachedJit:
     """``jax.jit(fn, in_shardings, out_shardings, donate_argnums, compiler_options)`` whose traces are cached on disk
-    (see the module docstring). Called like the jitted function, and ``lower(*args)`` like ``jit(...).lower``."""
+    (see the module docstring). Called like the jitted function, and ``lower(*args)`` like ``jit(...).lower``.
 
-    def __init__(self, fn, *, name: str, key, out_tree, in_shardings, out_shardings, donate_argnums=(),
-                 compiler_options=None, cache_dir: Path | None = None):
+    ``out_tree`` is the tree structure of ``fn``'s results (any pytree: ``jax.tree.structure`` of an example), with
+    ``out_shardings`` one entry per top-level result; or None when the results are nested dicts/lists/tuples of
+    arrays, which ``jax.export`` keeps itself (then shardings are left to JAX: ``in_shardings``/``out_shardings``
+    None)."""
+
+    def __init__(self, fn, *, name: str, key, out_tree=None, in_shardings=None, out_shardings=None,
+                 donate_argnums=(), compiler_options=None, cache_dir: Path | None = None):
+        if out_tree is None and (in_shardings is not None or out_shardings is not None):
+            raise ValueError(f"{name}: shardings need out_tree")
         self.fn, self.name, self.key, self.out_tree = fn, name, key, out_tree
-        self.in_shardings, self.out_shardings = tuple(in_shardings), tuple(out_shardings)
+        self.in_shardings = None if in_shardings is None else tuple(in_shardings)
+        self.out_shardings = None if out_shardings is None else tuple(out_shardings)
         self.donate_argnums, self.compiler_options = tuple(donate_argnums), compiler_options
         self.cache_dir = cache_dir if cache_dir is not None else trace_cache_dir()
         self._jitted: dict = {}  # (arg trees, arg avals) -> jitted flat function
@@ -111,7 +119,8 @@ class CachedJit:
     def __call__(self, *args):
         flat, sig = self._flatten(args)
         fn = self._jitted.get(sig) or self._build(sig, args)
-        return jax.tree.unflatten(self.out_tree, fn(*flat))
+        out = fn(*flat)
+        return out if self.out_tree is None else jax.tree.unflatten(self.out_tree, out)
 
     def lower(self, *args):
         flat, sig = self._flatten(args)
@@ -130,17 +139,16 @@ class CachedJit:
     # -- building -------------------------------------------------------------------------------------------------
     def _build(self, sig, args):
         trees = sig[0]
-        out_parts = self.out_tree.children()
-        if len(out_parts) != len(self.out_shardings):
-            raise ValueError(f"{self.name}: out_shardings has {len(self.out_shardings)} entries for "
-                             f"{len(out_parts)} results")
-        jit_kw = dict(
-            in_shardings=tuple(_leaf_shardings(s, t, f"{self.name} argument {i}")
-                               for i, (s, t) in enumerate(zip(self.in_shardings, trees))),
-            out_shardings=[s for sh, t in zip(self.out_shardings, out_parts)
-                           for s in _leaf_shardings(sh, t, f"{self.name} result")],
-            donate_argnums=self.donate_argnums,
-        )
+        jit_kw: dict = dict(donate_argnums=self.donate_argnums)
+        if self.out_tree is not None:
+            out_parts = self.out_tree.children()
+            out_sh = self.out_shardings or (None,) * len(out_parts)
+            if len(out_parts) != len(out_sh):
+                raise ValueError(f"{self.name}: out_shardings has {len(out_sh)} entries for {len(out_parts)} results")
+            jit_kw["in_shardings"] = tuple(_leaf_shardings(s, t, f"{self.name} argument {i}") for i, (s, t) in
+                                           enumerate(zip(self.in_shardings or (None,) * len(trees), trees)))
+            jit_kw["out_shardings"] = [s for sh, t in zip(out_sh, out_parts)
+                                       for s in _leaf_shardings(sh, t, f"{self.name} result")]
         if self.compiler_options:
             jit_kw["compiler_options"] = self.compiler_options
         flat_fn = self._flat_fn(trees)
@@ -159,6 +167,8 @@ class CachedJit:
         def flat_fn(*arg_leaves):
             self.traced += 1
             out = self.fn(*[jax.tree.unflatten(t, leaves) for t, leaves in zip(trees, arg_leaves)])
+            if self.out_tree is None:
+                return out
             leaves, tree = jax.tree.flatten(out)
             if tree != self.out_tree:
                 raise ValueError(f"{self.name}: results have structure {tree}, expected {self.out_tree}")
@@ -175,12 +185,13 @@ class CachedJit:
     def _exported(self, flat_fn, jit_kw, sig, args):
         from jax import export
 
-        path = self._path(sig, (jit_kw["in_shardings"], jit_kw["out_shardings"]))
+        path = self._path(sig, (jit_kw.get("in_shardings"), jit_kw.get("out_shardings")))
         avals = list(sig[1])
         try:
             exp = export.deserialize(bytearray(path.read_bytes()))
-            if ([_aval(a) for a in exp.in_avals] == avals and len(exp.out_avals) == self.out_tree.num_leaves
-                    and exp.nr_devices == _device_count(jit_kw["in_shardings"])):
+            n_out = len(exp.out_avals) if self.out_tree is None else self.out_tree.num_leaves
+            if ([_aval(a) for a in exp.in_avals] == avals and len(exp.out_avals) == n_out
+                    and exp.nr_devices == _device_count(jit_kw.get("in_shardings"))):
                 return exp
             LOGGER.debug(f"{path}: other shapes than this call; tracing again")
         except FileNotFoundError:
