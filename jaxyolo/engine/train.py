@@ -303,6 +303,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
                 paths = [save_dir / "weights" / n for n in (("last.pt", "best.pt") if improved else ("last.pt",))]
                 writer_bg.submit(_save_weights, paths, yolo, ema_vars, args, extra)
+                if args["plots"] and epoch == start_epoch:  # ahead of the plots at the end
+                    writer_bg.submit(plots.try_plot, plots.load_matplotlib)
             checkpoint(epoch + 1, 0, nb * (epoch + 1))
             if meta["patience_left"] <= 0:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "

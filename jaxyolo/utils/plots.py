@@ -26,6 +26,13 @@ def try_plot(fn, *args) -> None:
         LOGGER.warning(f"{fn.__name__} failed: {type(e).__name__}: {e}")
 
 
+def load_matplotlib() -> None:
+    """Import what the figures need (~0.5 s). The trainer runs this on its writer thread during the epochs, so the
+    plots written after the last epoch do not wait for the import."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def _figure(figsize) -> "matplotlib.figure.Figure":  # noqa: F821
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
