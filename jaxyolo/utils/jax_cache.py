@@ -17,6 +17,11 @@ LOGGER = logging.getLogger("jaxyolo")
 OFF = ("0", "false", "off", "no", "none")
 
 
+def switched_off(variable: str) -> bool:
+    """Whether environment ``variable`` is set to one of the ``OFF`` words (unset or empty: not off)."""
+    return os.environ.get(variable, "").strip().lower() in OFF and bool(os.environ.get(variable, "").strip())
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "jaxyolo" / "xla"
@@ -26,9 +31,9 @@ def enable_compilation_cache() -> str | None:
     """Point JAX's persistent compilation cache at jaxyolo's cache folder; returns the folder in use (or None)."""
     import jax
 
-    setting = os.environ.get("JAXYOLO_COMPILATION_CACHE", "")
-    if setting.strip().lower() in OFF and setting.strip():
+    if switched_off("JAXYOLO_COMPILATION_CACHE"):
         return None
+    setting = os.environ.get("JAXYOLO_COMPILATION_CACHE", "")
     current = jax.config.jax_compilation_cache_dir
     if current:  # the user's own choice wins
         return str(current)

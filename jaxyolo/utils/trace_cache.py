@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import sys
 from importlib import metadata
@@ -33,9 +32,9 @@ from pathlib import Path
 import jax
 
 from jaxyolo.utils.files import atomic_write
+from jaxyolo.utils.jax_cache import switched_off
 
 LOGGER = logging.getLogger("jaxyolo")
-OFF = ("0", "false", "off", "no", "none")
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "ml_dtypes")
 _SKIP_FLAGS = re.compile(r"cache|_dir$|log")  # flags that name places or logging, not what a trace computes
 _FINGERPRINT: list = []
@@ -43,7 +42,7 @@ _FINGERPRINT: list = []
 
 def trace_cache_dir() -> Path | None:
     """``<JAX compilation cache>/jaxyolo-traces`` when traces may be cached in this process, else None."""
-    if os.environ.get("JAXYOLO_TRACE_CACHE", "").strip().lower() in OFF and os.environ.get("JAXYOLO_TRACE_CACHE"):
+    if switched_off("JAXYOLO_TRACE_CACHE"):
         return None
     base = _compilation_cache_dir()
     if not base or "://" in str(base) or jax.process_count() != 1:
@@ -91,7 +90,9 @@ def _device_count(shardings) -> int:
 
 
 def _aval(x):
-    return (tuple(x.shape), str(x.dtype))
+    """(shape, dtype) of an array, ShapeDtypeStruct or abstract value. Computed for every leaf of every call (520 for
+    the train state), so no string conversion here: ``str(dtype)`` alone cost ~2.5 ms a train step."""
+    return (x.shape, x.dtype)
 
 
 class CachedJit:
