@@ -66,7 +66,7 @@ def assert_same(a, b):
         np.testing.assert_array_equal(u, v)
 
 
-def test_train_step_from_disk_is_untraced_and_bit_exact(step_parts, tmp_path):
+def test_train_step_from_disk_is_untraced_and_bit_exact(step_parts, tmp_path, monkeypatch):
     module, recipe, tx, _, shardings, bsh, rep = step_parts
     plain = jax.jit(make_train_step(module, tx, 0.1, jnp.float32, 0), in_shardings=(shardings, bsh, bsh, rep, rep),
                     out_shardings=(shardings, rep), donate_argnums=(0,))
@@ -92,7 +92,8 @@ def test_train_step_from_disk_is_untraced_and_bit_exact(step_parts, tmp_path):
     assert_same(run(damaged, step_parts), expected)
     assert damaged.traced == 1 and files[0].stat().st_size > 10_000
 
-    uncached = cached_step(step_parts, None)  # no cache folder: plain jit of the same step
+    monkeypatch.setenv("JAXYOLO_TRACE_CACHE", "0")  # no cache folder (cache_dir=None: the default, now off)
+    uncached = cached_step(step_parts, None)  # plain jit of the same step
     assert_same(run(uncached, step_parts), expected)
     assert uncached.traced == 1
 
