@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxyolo.nn.norm import BatchNorm
+
 # PyTorch's default initialisers (kaiming_uniform(a=sqrt(5)) for weights, U(+-1/sqrt(fan_in)) for the Linear bias),
 # so a model built here starts from the same distribution as an Ultralytics model built from YAML.
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -146,8 +148,8 @@ class Conv(nn.Module):
         x = nn.Conv(self.c2, (self.k, self.k), strides=(self.s, self.s), padding=((p, p), (p, p)),
                     feature_group_count=self.g, use_bias=False, dtype=self.dtype, kernel_init=torch_kernel_init,
                     conv_general_dilated=conv_impl(self.k, self.s, p, self.g, x.shape[1:3]), name="conv")(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
-                         name="bn")(x)
+        x = BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
+                      name="bn")(x)
         return nn.silu(x) if self.act else x
 
 

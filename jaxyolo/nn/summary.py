@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxyolo.nn.build import ClassificationModel
+from jaxyolo.nn.norm import BatchNorm
 
 
 @dataclasses.dataclass
@@ -49,7 +50,7 @@ def profile(model: ClassificationModel, imgsz=224, ch: int = 3) -> Profile:
         elif isinstance(mod, nn.Dense):
             macs += args[0].shape[-1] * out.shape[-1]
             leaves += 1
-        elif isinstance(mod, nn.BatchNorm):
+        elif isinstance(mod, BatchNorm):
             macs += np.prod(out.shape[1:])
             leaves += 1
         elif isinstance(mod, nn.Dropout):
