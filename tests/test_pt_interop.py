@@ -489,3 +489,78 @@ def test_old_layout_checkpoint(tmp_path, monkeypatch):
     assert y.ckpt["train_args"]["task"] == "classify"
     for a, b in zip(jax.tree.leaves(y.variables), jax.tree.leaves(variables)):
         assert np.array_equal(np.asarray(a), b.astype(np.float16).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading without torch (converters/torch_weights/arrays.py)
+# ----------------------------------------------------------------------------------------------------------------------
+
+def _same_tree(a, b, where="ckpt"):
+    """``read_checkpoint`` (torch tensors) and ``read_checkpoint_arrays`` (numpy) hold the same values and dtypes."""
+    from converters.torch_weights.unpickler import InertObject
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, np.ndarray), where
+        assert str(a.dtype).replace("torch.", "") == str(b.dtype) and tuple(a.shape) == b.shape, where
+        ref = a.detach().float().numpy() if a.dtype == torch.bfloat16 else a.detach().numpy()
+        assert np.array_equal(ref, b.astype(ref.dtype)), where
+    elif isinstance(a, InertObject):
+        assert type(a) is type(b), where
+        _same_tree(vars(a), vars(b), where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _same_tree(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_tree(x, y, f"{where}[{i}]")
+    elif not callable(a):
+        assert type(a) is type(b) and a == b, where
+
+
+@pytest.mark.ultralytics
+def test_reading_without_torch_gives_the_same_checkpoint(trained, tmp_path):
+    """Every tensor, dtype and object of an Ultralytics checkpoint, and of tensors with views, offsets, strides,
+    shared storage, 0-d, bfloat16, integer and bool dtypes, read without torch equals torch.load's."""
+    from converters.torch_weights.arrays import read_checkpoint_arrays
+
+    best, _ = trained
+    _same_tree(read_checkpoint(best), read_checkpoint_arrays(best))
+    base = torch.arange(60, dtype=torch.float32).reshape(3, 4, 5)
+    odd = {"t": base.transpose(0, 2), "view": base[1, 1:, 2:], "shared": base, "step": base[:, ::2, 1::3],
+           "scalar": torch.tensor(3.5), "bf16": torch.randn(7).to(torch.bfloat16), "half": torch.randn(2, 3).half(),
+           "long": torch.arange(5), "bool": torch.tensor([True, False]), "empty": torch.zeros(0, 3),
+           "param": torch.nn.Parameter(torch.ones(2)), "size": torch.Size([1, 2])}
+    path = tmp_path / "odd.pt"
+    torch.save(odd, path)
+    a, b = read_checkpoint(path), read_checkpoint_arrays(path)
+    _same_tree({k: v for k, v in a.items() if k != "size"}, {k: v for k, v in b.items() if k != "size"})
+    assert tuple(b["size"]) == (1, 2)
+
+
+def test_a_tensor_past_its_storage_is_refused():
+    from converters.torch_weights.arrays import _rebuild
+
+    storage = np.arange(6, dtype=np.float32)
+    assert np.array_equal(_rebuild(storage, 1, (2, 2), (3, 1)), [[1, 2], [4, 5]])
+    for offset, size, stride in ((1, (2, 3), (3, 1)), (0, (7,), (1,)), (-1, (2,), (1,)), (0, (2,), (-1,))):
+        with pytest.raises(CheckpointFormatError):
+            _rebuild(storage, offset, size, stride)
+
+
+@pytest.mark.ultralytics
+def test_loading_and_predicting_never_imports_torch(trained, tmp_path):
+    """``YOLO('x.pt')`` and its forward pass read the weights without torch (~2 s of every CLI val/predict)."""
+    best, _ = trained
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from jaxyolo import YOLO
+        y = YOLO({str(best)!r})
+        y.forward(np.zeros((1, {IMGSZ}, {IMGSZ}, 3), np.float32))
+        print("TORCH", "torch" in sys.modules)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "TORCH False" in r.stdout

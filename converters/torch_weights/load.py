@@ -1,4 +1,5 @@
-"""Read an Ultralytics classification ``.pt`` checkpoint into a jaxyolo model (no ultralytics/torchvision needed).
+"""Read an Ultralytics classification ``.pt`` checkpoint into a jaxyolo model (no torch, ultralytics or torchvision
+needed: ``arrays.read_checkpoint_arrays``).
 
 ``load_pt(path) -> (module, variables, meta)``: the pickled model (``ema`` if present, else ``model``; float16 or
 float32) is read through the restricted unpickler, its state dict is taken from the inert module tree, the Flax model is
@@ -19,7 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from converters.torch_weights.mapping import SKIPPED_KEYS, flax_path_to_torch, state_dict_to_variables
-from converters.torch_weights.unpickler import CheckpointFormatError, InertObject, origin_of, read_checkpoint
+from converters.torch_weights.arrays import read_checkpoint_arrays
+from converters.torch_weights.unpickler import CheckpointFormatError, InertObject, origin_of
 
 __all__ = ["CheckpointMismatchError", "NotAClassifierError", "load_pt", "read_model_state", "checkpoint_state_dict"]
 
@@ -71,8 +73,9 @@ def _plain(obj: Any) -> Any:
 
 
 def read_model_state(path: str | Path) -> tuple[dict, Any, str]:
-    """Read a checkpoint; returns ``(ckpt_dict, model_object, 'ema' | 'model')``; errors name the file."""
-    ckpt = read_checkpoint(path)
+    """Read a checkpoint (tensors as numpy arrays, torch not imported); returns ``(ckpt_dict, model_object,
+    'ema' | 'model')``; errors name the file."""
+    ckpt = read_checkpoint_arrays(path)
     if _is_module(ckpt):  # torch.save(model): Ultralytics accepts it too
         ckpt = {"model": ckpt}
     if not isinstance(ckpt, Mapping):
@@ -106,8 +109,24 @@ def checkpoint_state_dict(model: Any) -> dict[str, np.ndarray]:
     for k, t in module_state_dict(model).items():
         if k.rsplit(".", 1)[-1] in SKIPPED_KEYS:
             continue
-        out[k] = t.detach().float().numpy() if t.is_floating_point() else t.detach().numpy()
+        a = _array(t)
+        out[k] = a.astype(np.float32) if _is_float(a) else a
     return out
+
+
+def _array(t) -> np.ndarray:
+    """A state-dict tensor as numpy: ``read_checkpoint_arrays`` gives arrays; a torch tensor (a model object
+    loaded by ``torch.load``) is converted."""
+    if isinstance(t, np.ndarray):
+        return t
+    if hasattr(t, "detach"):
+        t = t.detach()
+        return t.float().numpy() if t.is_floating_point() else t.numpy()
+    raise CheckpointFormatError(f"a state-dict entry is a {origin_of(t)}, not a tensor")
+
+
+def _is_float(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" or a.dtype.name == "bfloat16"
 
 
 def _expected_shapes(module, ch: int) -> dict[str, tuple]:
@@ -191,7 +210,7 @@ def load_pt(path: str | Path) -> tuple[Any, dict, dict]:
     if first is not None and first.ndim == 4 and "channels" not in cfg:
         cfg["channels"] = int(first.shape[1])
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in module_state_dict(model).values()
-                     if t.is_floating_point()})
+                     if (t.is_floating_point() if hasattr(t, "is_floating_point") else _is_float(np.asarray(t)))})
 
     tried = []
     module = None

@@ -198,22 +198,29 @@ def _torch_globals() -> dict[str, Any]:
     return out
 
 
-_ALLOWED: dict[str, Any] | None = None
+_ALLOWED: dict[str, dict[str, Any]] = {}
 
 
-def _allowed() -> dict[str, Any]:
-    global _ALLOWED
-    if _ALLOWED is None:
-        _ALLOWED = {**_PLAIN, "_codecs.encode": _codecs_encode, **_numpy_globals(), **_torch_globals()}
-    return _ALLOWED
+def _allowed(tensors: str = "torch") -> dict[str, Any]:
+    """The allow-list; its tensor globals rebuild torch tensors (``'torch'``) or numpy arrays (``'numpy'``,
+    ``arrays.tensor_globals``: torch is never imported)."""
+    if tensors not in _ALLOWED:
+        if tensors == "torch":
+            extra = _torch_globals()
+        else:
+            from converters.torch_weights.arrays import tensor_globals
+
+            extra = tensor_globals()
+        _ALLOWED[tensors] = {**_PLAIN, "_codecs.encode": _codecs_encode, **_numpy_globals(), **extra}
+    return _ALLOWED[tensors]
 
 
 def _is_identifier_path(module: str, name: str) -> bool:
     return all(p.isidentifier() for p in module.split(".")) and name.isidentifier()
 
 
-def make_unpickler_class(source: str) -> type:
-    """An ``Unpickler`` class whose errors name ``source`` (the checkpoint path)."""
+def make_unpickler_class(source: str, tensors: str = "torch") -> type:
+    """An ``Unpickler`` class whose errors name ``source`` (the checkpoint path); ``tensors``: see ``_allowed``."""
 
     def safe_getattr(obj, name, *default):
         if isinstance(obj, type) and issubclass(obj, InertObject) and isinstance(name, str) \
@@ -234,7 +241,7 @@ def make_unpickler_class(source: str) -> type:
             full = f"{module}.{name}"
             if full == "builtins.getattr":
                 return safe_getattr
-            allowed = _allowed()
+            allowed = _allowed(tensors)
             if full in allowed:
                 return allowed[full]
             if full.startswith(_INERT_PREFIXES) and _is_identifier_path(module, name):
