@@ -476,7 +476,8 @@ EVAL_SCRIPT = textwrap.dedent(
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from PIL import Image
-    from jaxyolo.data import load_dataset, eval_batches, eval_transform_np
+    from jaxyolo.data import load_dataset, eval_batches
+    from jaxyolo.data.host_eval import classify_transform
     assert jax.device_count() == 8, jax.devices()
     ds = load_dataset(sys.argv[1])
     n_proc, global_batch = 2, 64
@@ -498,7 +499,7 @@ EVAL_SCRIPT = textwrap.dedent(
     recs = ds.records["val"]
     expected = []
     for f, lab in zip(recs.files, recs.labels):
-        img = eval_transform_np(np.asarray(Image.open(f).convert("RGB")), 24)
+        img = classify_transform(np.asarray(Image.open(f).convert("RGB")), 24)  # Ultralytics' eval transform
         expected.append((int(lab), hashlib.sha1(img.tobytes()).hexdigest()))
     print(json.dumps(dict(total_mask=total_mask, n=len(recs), nbatches=nbatches, distinct=len(set(seen)),
                           same=sorted(seen) == sorted(expected))))

@@ -550,17 +550,53 @@ def test_a_tensor_past_its_storage_is_refused():
 
 
 @pytest.mark.ultralytics
-def test_loading_and_predicting_never_imports_torch(trained, tmp_path):
-    """``YOLO('x.pt')`` and its forward pass read the weights without torch (~2 s of every CLI val/predict)."""
+def test_loading_predicting_and_validating_never_import_torch_or_tensorflow(trained, tmp_path):
+    """``YOLO('x.pt')``, its forward pass and ``val`` on an image folder need neither torch (~2 s to import) nor
+    TensorFlow (~2.5 s): every CLI val/predict pays neither."""
+    from jaxyolo.data import load_dataset
+
     best, _ = trained
+    data = best.parents[3] / "data"
+    load_dataset(str(data))  # a folder's first scan verifies every file with the TF decoders (then it is cached)
     script = textwrap.dedent(f"""
         import sys, numpy as np
         from jaxyolo import YOLO
         y = YOLO({str(best)!r})
         y.forward(np.zeros((1, {IMGSZ}, {IMGSZ}, 3), np.float32))
-        print("TORCH", "torch" in sys.modules)
+        m = y.val(data={str(data)!r}, imgsz={IMGSZ}, plots=False)
+        assert m.n == 20, m.n
+        print("TORCH", "torch" in sys.modules, "TF", "tensorflow" in sys.modules)
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "TORCH False" in r.stdout
+    assert "TORCH False TF False" in r.stdout
+
+
+@pytest.mark.ultralytics
+def test_validation_images_equal_ultralytics_validation_images(trained):
+    """``eval_batches`` of an image folder gives the very pixels Ultralytics' ClassificationDataset validates on
+    (40x48 PNGs resized and centre-cropped to 32: torchvision's Pillow resize, not TF's float one)."""
+    _ultralytics()
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.dataset import ClassificationDataset
+
+    from jaxyolo.data import eval_batches, load_dataset
+
+    best, _ = trained
+    data = best.parents[3] / "data"
+    ref = ClassificationDataset(str(data / "val"), get_cfg(overrides={"imgsz": IMGSZ}), augment=False)
+    theirs = {}
+    for k in range(len(ref)):
+        item = ref[k]
+        img = (item["img"].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        theirs[str(Path(ref.samples[k][0]).resolve())] = (img, int(item["cls"]))
+    ds = load_dataset(str(data))
+    files = [str(Path(f).resolve()) for f in ds.records["val"].files]
+    i = 0
+    for x, y, m in eval_batches(ds, "val", imgsz=IMGSZ, batch_size=8):
+        for img, label in zip(x[m], y[m]):
+            ref_img, ref_label = theirs[files[i]]
+            assert np.array_equal(img, ref_img) and label == ref_label, files[i]
+            i += 1
+    assert i == len(theirs) == 20

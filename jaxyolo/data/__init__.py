@@ -6,7 +6,7 @@ Public API::
     for images, labels in train_batches(ds, imgsz=224, batch_size=64, seed=0, epoch=e, aug=cfg): ...
     for images, labels, mask in eval_batches(ds, 'val', imgsz=224, batch_size=64): ...
     num_train_batches(ds, 64)
-    eval_transform_np(img_rgb_uint8_hwc, 224)     # host-side predict preprocessing (same ops as eval)
+    eval_transform_np(img_rgb_uint8_hwc, 224)     # the tf.data eval ops on one image (TFDS validation)
 
 Images are uint8 NHWC RGB (the model divides by 255), labels int32, masks bool. ``batch_size`` is global; each host
 gets ``batch_size // process_count``. See ``folders``, ``digits``, ``tfds_source``, ``transforms`` and ``pipeline``
@@ -90,8 +90,25 @@ def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0) 
     return _apply_fraction(load_folder(s, root.resolve(), source=s), fraction)
 
 
+def eval_batches(ds: Dataset, split: str, *, imgsz, batch_size: int, process_index: int = 0, process_count: int = 1,
+                 cache=False, workers: int = 0):
+    """Iterator of (images uint8 [b,h,w,3], labels int32 [b], mask bool [b]) host-local batches of ``split`` in
+    natural order, the last padded with mask False; over all hosts every image appears exactly once with mask True.
+    Image folders are read on the host with Ultralytics' exact eval transform (``host_eval``, no TensorFlow); TFDS
+    splits through tf.data (``pipeline.eval_batches``)."""
+    kw = dict(imgsz=imgsz, batch_size=batch_size, process_index=process_index, process_count=process_count,
+              cache=cache, workers=workers)
+    if ds.kind == "folder":
+        from jaxyolo.data.host_eval import folder_eval_batches
+
+        return folder_eval_batches(ds, split, **kw)
+    from jaxyolo.data import pipeline
+
+    return pipeline.eval_batches(ds, split, **kw)
+
+
 def __getattr__(name):  # TensorFlow-backed parts load on first use
-    if name in ("train_batches", "eval_batches"):
+    if name == "train_batches":
         from jaxyolo.data import pipeline
 
         return getattr(pipeline, name)

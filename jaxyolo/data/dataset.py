@@ -86,3 +86,19 @@ class Dataset:
 def num_train_batches(ds: Dataset, batch_size: int) -> int:
     """Train batches per epoch (global batch_size, drop_remainder)."""
     return int(ds.splits["train"]) // int(batch_size)
+
+
+def cache_mode(cache):
+    """``cache`` (Ultralytics' argument) -> None, 'ram' or 'disk'."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return "ram"
+    c = str(cache).lower()
+    if c in ("", "false", "none", "0"):
+        return None
+    if c in ("ram", "true", "1"):
+        return "ram"
+    if c == "disk":
+        return "disk"
+    raise ValueError(f"cache must be False, 'ram' or 'disk', got {cache!r}")

@@ -41,21 +41,7 @@ configure_tf()
 from jaxyolo.data.routes import BMP, GIF, JPEG, PIL, PNG, ROUTE_NAMES  # noqa: E402,F401  (D.JPEG etc.)
 
 
-def _to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Pillow image (any mode) -> uint8 HxWx3 RGB; 16/32-bit integer samples keep their high byte like OpenCV."""
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im)
-        if mode == "I":
-            a = np.clip(a, 0, 65535)
-        a = (a.astype(np.uint32) >> 8).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
-    if mode == "F":
-        a = np.clip(np.round(np.asarray(im)), 0, 255).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
-    if mode != "RGB":
-        im = im.convert("RGB")
-    return np.asarray(im, dtype=np.uint8)
+from jaxyolo.data.host_eval import to_rgb_array as _to_rgb_array  # noqa: E402  (one copy, TF-free)
 
 
 def pil_load(path) -> np.ndarray:

@@ -16,22 +16,8 @@ from jaxyolo.data._tf import parallel_calls as _parallel
 from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as D
+from jaxyolo.data.dataset import cache_mode  # noqa: F401  (sources.cache_mode, as before)
 from jaxyolo.data.dataset import LOGGER, Dataset
-
-
-def cache_mode(cache):
-    if cache is None or cache is False:
-        return None
-    if cache is True:
-        return "ram"
-    c = str(cache).lower()
-    if c in ("", "false", "none", "0"):
-        return None
-    if c in ("ram", "true", "1"):
-        return "ram"
-    if c == "disk":
-        return "disk"
-    raise ValueError(f"cache must be False, 'ram' or 'disk', got {cache!r}")
 
 
 class Source:
@@ -91,8 +77,14 @@ class _RamSource(Source):
         self.labels, self.heights, self.widths = labels, heights, widths
         self.global_ = global_
         self._flat = tf.constant(flat)
+        self._flat_np, self._off_np = flat, np.asarray(offsets, np.int64)
         self._off = tf.constant(np.asarray(offsets, np.int64))
         self._consts()
+
+    def numpy_image(self, i: int) -> np.ndarray:
+        h, w = int(self.heights[i]), int(self.widths[i])
+        off = int(self._off_np[i])
+        return self._flat_np[off : off + h * w * 3].reshape(h, w, 3)
 
     def image(self, i):
         h, w = self.hw(i)
@@ -107,7 +99,12 @@ class _DiskSource(Source):
         self.labels, self.heights, self.widths = labels, heights, widths
         self.global_ = global_
         self._paths = tf.constant(list(paths), dtype=tf.string, shape=[len(paths)])
+        self._path_list = [str(p) for p in paths]
         self._consts()
+
+    def numpy_image(self, i: int) -> np.ndarray:
+        h, w = int(self.heights[i]), int(self.widths[i])
+        return np.fromfile(self._path_list[i], np.uint8).reshape(h, w, 3)
 
     def image(self, i):
         h, w = self.hw(i)

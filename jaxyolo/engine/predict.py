@@ -6,10 +6,10 @@ these, numpy HWC **BGR** uint8 arrays (OpenCV order, as Ultralytics), PIL images
 
 Preprocessing is Ultralytics' ``classify_transforms`` bit for bit, with Pillow as torchvision runs it on PIL images:
 shortest side -> imgsz (PIL bilinear, antialiased; long side ``int(imgsz * long / short)``), centre crop (offsets
-``round((size - crop) / 2)``), /255 in the model; a non-square ``imgsz=(h, w)`` resizes straight to (h, w). The
-validation pipeline (``jaxyolo.data``, tf.data) applies the same ops in TensorFlow, whose float resize can differ from
-Pillow's by one grey level; at small ``imgsz`` that moves probabilities by up to ~1e-2, so predict uses Pillow to match
-Ultralytics' predictions exactly (``transform='tf'`` selects ``jaxyolo.data.eval_transform_np`` instead).
+``round((size - crop) / 2)``), /255 in the model; a non-square ``imgsz=(h, w)`` resizes straight to (h, w). Validation
+of image folders runs the same function (``jaxyolo.data.host_eval``); ``transform='tf'`` selects the tf.data eval ops
+(``jaxyolo.data.eval_transform_np``, what TFDS validation uses), whose float resize can differ from Pillow's by one
+grey level.
 
 Batches are padded to an already compiled size or the next power of two (at most ``batch``), so a run compiles few
 shapes. An unreadable image is skipped with a warning naming it. Predicting does not import TensorFlow.
@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from jaxyolo.data.host_eval import PLAIN_MODES, classify_transform, parse_hw, read_rgb, to_rgb_array
 from jaxyolo.engine.results import Results
 from jaxyolo.utils.images import to_uint8_hwc3
 
@@ -137,27 +138,13 @@ def _is_pil(x) -> bool:
 
 
 def _pil_to_bgr(im) -> np.ndarray:
-    if im.mode in _PLAIN_MODES:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    else:
-        from jaxyolo.data.decode import _to_rgb_array
-
-        rgb = _to_rgb_array(im)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8) if im.mode in PLAIN_MODES else to_rgb_array(im)
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
 def parse_imgsz(imgsz) -> tuple[int, int]:
     """int or (h, w) -> (h, w) (without importing the TensorFlow-based transforms)."""
-    if isinstance(imgsz, (list, tuple)):
-        if len(imgsz) == 1:
-            imgsz = imgsz[0]
-        elif len(imgsz) == 2:
-            return int(imgsz[0]), int(imgsz[1])
-        else:
-            raise ValueError(f"imgsz must be an int or (h, w), got {imgsz!r}")
-    if isinstance(imgsz, bool) or not isinstance(imgsz, (int, np.integer)) or int(imgsz) < 1:
-        raise ValueError(f"imgsz={imgsz!r} is invalid: expected a positive int (e.g. 224) or a pair h,w")
-    return int(imgsz), int(imgsz)
+    return parse_hw(imgsz)
 
 
 def _bgr_from_array(a: np.ndarray) -> np.ndarray:
@@ -167,31 +154,11 @@ def _bgr_from_array(a: np.ndarray) -> np.ndarray:
         raise SourceError(f"an image array must be HWC (BGR, grey or BGRA), got shape {np.shape(a)}") from None
 
 
-_PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}
-
-
 def read_image(path: str) -> np.ndarray | None:
     """Decode an image file to BGR uint8 HWC like ``cv2.imread(IMREAD_COLOR)`` (first frame, EXIF orientation
     applied, alpha dropped, 16-bit samples keep their high byte); ``None`` when it cannot be read."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im.seek(0)
-            im.load()
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # noqa: BLE001 - broken EXIF: keep the pixels as stored
-                pass
-            if im.mode in _PLAIN_MODES:
-                rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            else:  # 16/32-bit and float modes: the data pipeline's exact conversion
-                from jaxyolo.data.decode import _to_rgb_array
-
-                rgb = _to_rgb_array(im)
-        return np.ascontiguousarray(rgb[..., ::-1])
-    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable": warned about by the caller
-        return None
+    rgb = read_rgb(path)
+    return None if rgb is None else np.ascontiguousarray(rgb[..., ::-1])
 
 
 def _cv2():
@@ -250,25 +217,6 @@ def iter_frames(items: list[_Item], vid_stride: int = 1) -> Iterator[Frame]:
 
 
 # ----------------------------------------------------------------------------------------------------- preprocessing
-
-
-def classify_transform(rgb: np.ndarray, imgsz) -> np.ndarray:
-    """Ultralytics' ``classify_transforms(imgsz)`` (torchvision Resize + CenterCrop on a PIL image) without the
-    ToTensor step: uint8 HWC RGB -> uint8 [h, w, 3], exactly as torchvision computes it."""
-    from PIL import Image
-
-    th, tw = parse_imgsz(imgsz)
-    h, w = rgb.shape[:2]
-    im = Image.fromarray(np.ascontiguousarray(rgb))
-    if th != tw:  # Resize((h, w)) then a no-op CenterCrop
-        return np.asarray(im.resize((tw, th), Image.BILINEAR)) if (h, w) != (th, tw) else np.asarray(im)
-    short, long = (w, h) if w <= h else (h, w)
-    new_short, new_long = th, int(th * long / short)
-    nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
-    if (nh, nw) != (h, w):
-        im = im.resize((nw, nh), Image.BILINEAR)
-    top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
-    return np.asarray(im)[top:top + th, left:left + tw]
 
 
 def get_transform(kind: str = "pil") -> Callable[[np.ndarray, Any], np.ndarray]:

@@ -163,14 +163,14 @@ def validate(module, variables, ds, split: str, imgsz, batch: int, mesh=None, ca
              evaluator: Evaluator | None = None) -> ClassifyMetrics:
     """Evaluate ``variables`` on ``split`` of a loaded dataset (global ``batch`` over all devices and hosts). A new
     evaluator compiles before the clock starts, so ``speed`` excludes it (as Ultralytics' excludes its warmup)."""
-    from jaxyolo.data.transforms import parse_imgsz
+    from jaxyolo.data.host_eval import parse_hw
 
     new = evaluator is None
     evaluator = evaluator or Evaluator(module, ds.nc, mesh)
     n_dev = evaluator.mesh.devices.size
     if new:
         try:
-            evaluator.warm_up(variables, eval_batch_size(batch, n_dev), parse_imgsz(imgsz))
+            evaluator.warm_up(variables, eval_batch_size(batch, n_dev), parse_hw(imgsz))
         except Exception as e:  # noqa: BLE001  (only an optimisation: the step then compiles on first use)
             LOGGER.debug(f"ahead-of-time compilation skipped: {e}")
     return evaluator(variables, split_batches(ds, split, imgsz, batch, n_dev, cache, workers))
