@@ -8,8 +8,8 @@ resize in float32 and can differ by a grey level. Reading a folder's validation 
 
 Batches follow ``pipeline.eval_batches``' contract: natural order, global batch g is ``[g*B, (g+1)*B)`` of the split,
 host p takes the p-th ``B // process_count`` slice, padding is zeros with label 0 and mask False. Images are decoded
-and transformed on ``parallel_calls(workers)`` threads (Pillow releases the GIL while it decodes and resizes), a few
-batches ahead. With ``cache='ram'|'disk'`` the decoded images come from the split's cache.
+and transformed on ``workers`` threads (0: one per core; Pillow releases the GIL while it decodes and resizes), the
+images of the next two batches at a time. With ``cache='ram'|'disk'`` the decoded images come from the split's cache.
 """
 
 from __future__ import annotations
@@ -123,14 +123,7 @@ def folder_eval_batches(ds, split: str, *, imgsz, batch_size: int, process_index
                                f"was scanned)")
         return classify_transform(img, (th, tw))
 
-    def make(row: np.ndarray):
-        x = np.zeros((b, th, tw, 3), np.uint8)
-        valid = row >= 0
-        for j in np.flatnonzero(valid):
-            x[j] = one(int(row[j]))
-        return x, np.where(valid, labels[np.maximum(row, 0)], 0).astype(np.int32), valid
-
-    return _ordered(make, rows, _threads(workers))
+    return _batches(one, rows, labels, (b, th, tw, 3), _threads(workers))
 
 
 def _threads(workers) -> int:
@@ -150,23 +143,31 @@ def _loader(ds, split, recs, cache, workers):
     return src.numpy_image if hasattr(src, "numpy_image") else (lambda i: read_rgb(str(recs.files[i])))
 
 
-def _ordered(make, rows, threads: int):
-    """Generator of ``make(row)`` for each row, in order, up to ``threads`` rows in flight on a thread pool."""
+PREFETCH = 2  # batches whose images are being read ahead of the one being consumed
+
+
+def _batches(one, rows, labels, shape, threads: int):
+    """(images, labels, mask) per row of indices (-1: padding), in order; every image of the next ``PREFETCH``
+    batches is submitted to one pool of ``threads`` threads, so at most that many batches are in memory."""
     ex = ThreadPoolExecutor(max(1, threads), thread_name_prefix="jaxyolo-eval")
     pending: deque = deque()
+    rows = iter(rows)
+
+    def submit() -> None:
+        row = next(rows, None)
+        if row is not None:
+            pending.append((row, [ex.submit(one, int(i)) for i in row if i >= 0]))
+
     try:
-        it = iter(rows)
-        for row in it:
-            pending.append(ex.submit(make, row))
-            if len(pending) >= max(2, threads):
-                break
+        for _ in range(PREFETCH + 1):
+            submit()
         while pending:
-            out = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(ex.submit(make, nxt))
-            yield out
+            row, futures = pending.popleft()
+            submit()
+            x = np.zeros(shape, np.uint8)
+            valid = row >= 0
+            for j, f in zip(np.flatnonzero(valid), futures):
+                x[j] = f.result()
+            yield x, np.where(valid, labels[np.maximum(row, 0)], 0).astype(np.int32), valid
     finally:
-        for f in pending:
-            f.cancel()
         ex.shutdown(wait=True, cancel_futures=True)

@@ -34,6 +34,7 @@ import numpy as np
 from jaxyolo.data._tf import dataset_options, parallel_calls, tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
+from jaxyolo.data.host_eval import parse_hw
 from jaxyolo.data.pil_ops import pil_resize, uniform
 from jaxyolo.data.tf_augment import augmix, autoaugment, color_jitter, random_erasing
 from jaxyolo.utils.images import to_uint8_hwc3
@@ -55,14 +56,8 @@ __all__ = [
 
 
 def parse_imgsz(imgsz) -> tuple[int, int]:
-    """int or (h, w) -> (h, w)."""
-    if isinstance(imgsz, (list, tuple)):
-        if len(imgsz) == 1:
-            return int(imgsz[0]), int(imgsz[0])
-        if len(imgsz) != 2:
-            raise ValueError(f"imgsz must be an int or (h, w), got {imgsz!r}")
-        return int(imgsz[0]), int(imgsz[1])
-    return int(imgsz), int(imgsz)
+    """int or (h, w) -> (h, w) (``host_eval.parse_hw``)."""
+    return parse_hw(imgsz)
 
 
 def example_seed(seed: int, epoch, index) -> tf.Tensor:
