@@ -9,7 +9,7 @@ import pytest
 from jaxyolo import parallel
 from jaxyolo.cfg import get_cfg
 from jaxyolo.engine import optim
-from jaxyolo.engine.model import init_variables
+from jaxyolo.engine.model import init_variables, variable_shapes
 from jaxyolo.engine.steps import create_state, make_train_step
 from jaxyolo.nn.build import build_model
 from jaxyolo.utils import trace_cache
@@ -143,3 +143,12 @@ def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
             np.testing.assert_array_equal(a, b)
     assert [c.traced for c in traced] == [1, 0, 0]
     assert len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 1
+    # the variables' shapes (what loading a .pt checks) come from that file without tracing, and equal eval_shape's
+    shapes = variable_shapes(module)
+    assert traced[-1].traced == 0
+    assert jax.tree.structure(shapes) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(shapes), jax.tree.leaves(jax.eval_shape(lambda: expected))):
+        assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    other, _ = build_model("yolov8n-cls.yaml", nc=NC + 1)  # no file for this model yet: traced, then written
+    variable_shapes(other)
+    assert traced[-1].traced == 1 and len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 2

@@ -132,10 +132,10 @@ def _is_float(a: np.ndarray) -> bool:
 def _expected_shapes(module, ch: int) -> dict[str, tuple]:
     """{torch key: torch-layout shape} of a Flax model's variables, from shapes only (nothing is computed)."""
     import jax
-    import jax.numpy as jnp
 
-    shapes = jax.eval_shape(lambda k: module.init(k, jnp.zeros((1, 32, 32, ch), jnp.float32)),
-                            jax.ShapeDtypeStruct((2,), jnp.uint32))
+    from jaxyolo.engine.model import variable_shapes
+
+    shapes = variable_shapes(module, ch)
     out = {}
     for coll in ("params", "batch_stats"):
         for path, leaf in jax.tree_util.tree_flatten_with_path(shapes.get(coll, {}))[0]:

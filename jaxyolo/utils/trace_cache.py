@@ -137,9 +137,21 @@ class CachedJit:
             trees.append(tree)
         return flat, (tuple(trees), tuple(_aval(x) for leaves in flat for x in leaves))
 
+    def eval_shape(self, *args):
+        """``jax.eval_shape(fn, *args)``, read from the trace on disk when there is one (no tracing), else traced
+        (and, with ``out_tree=None``, exported and written for later calls, as ``__call__`` would)."""
+        flat, sig = self._flatten(args)
+        if self.cache_dir is not None and self.out_tree is None:
+            try:
+                exp = self._exported(self._flat_fn(sig[0]), self._jit_kw(sig[0]), sig, args)
+                return jax.tree.unflatten(exp.out_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype)
+                                                         for a in exp.out_avals])
+            except Exception as e:  # noqa: BLE001  (not exportable here: trace as jax.eval_shape does)
+                LOGGER.debug(f"{self.name}: trace cache not used ({type(e).__name__}: {e})")
+        return jax.eval_shape(self.fn, *args)
+
     # -- building -------------------------------------------------------------------------------------------------
-    def _build(self, sig, args):
-        trees = sig[0]
+    def _jit_kw(self, trees) -> dict:
         jit_kw: dict = dict(donate_argnums=self.donate_argnums)
         if self.out_tree is not None:
             out_parts = self.out_tree.children()
@@ -152,6 +164,11 @@ class CachedJit:
                                        for s in _leaf_shardings(sh, t, f"{self.name} result")]
         if self.compiler_options:
             jit_kw["compiler_options"] = self.compiler_options
+        return jit_kw
+
+    def _build(self, sig, args):
+        trees = sig[0]
+        jit_kw = self._jit_kw(trees)
         flat_fn = self._flat_fn(trees)
         fn = None
         if self.cache_dir is not None:
