@@ -115,13 +115,9 @@ def checkpoint_state_dict(model: Any) -> dict[str, np.ndarray]:
 
 
 def _array(t) -> np.ndarray:
-    """A state-dict tensor as numpy: ``read_checkpoint_arrays`` gives arrays; a torch tensor (a model object
-    loaded by ``torch.load``) is converted."""
+    """A state-dict entry of a model read by ``read_checkpoint_arrays`` (tensors are numpy arrays there)."""
     if isinstance(t, np.ndarray):
         return t
-    if hasattr(t, "detach"):
-        t = t.detach()
-        return t.float().numpy() if t.is_floating_point() else t.numpy()
     raise CheckpointFormatError(f"a state-dict entry is a {origin_of(t)}, not a tensor")
 
 
@@ -209,8 +205,7 @@ def load_pt(path: str | Path) -> tuple[Any, dict, dict]:
     first = sd.get("model.0.conv.weight")
     if first is not None and first.ndim == 4 and "channels" not in cfg:
         cfg["channels"] = int(first.shape[1])
-    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in module_state_dict(model).values()
-                     if (t.is_floating_point() if hasattr(t, "is_floating_point") else _is_float(np.asarray(t)))})
+    dtypes = sorted({str(t.dtype) for t in module_state_dict(model).values() if _is_float(_array(t))})
 
     tried = []
     module = None

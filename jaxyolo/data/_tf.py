@@ -38,14 +38,13 @@ if _skip_keras_ok():
 else:
     import tensorflow as tf
 
+from jaxyolo.data.dataset import parallel_calls  # noqa: E402  (TF-free; also used by host_eval)
+
 __all__ = ["tf", "parallel_calls", "dataset_options", "PREFETCH_BATCHES"]
 
 PREFETCH_BATCHES = 2  # batches (or decoded images) every pipeline prefetches
 
 
-def parallel_calls(workers) -> int:
-    """Parallel map calls (and pool threads) for ``workers``: itself when > 0, else one per CPU core."""
-    return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)
 
 
 def dataset_options(workers=0) -> "tf.data.Options":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,3 +103,8 @@ def cache_mode(cache):
     if c == "disk":
         return "disk"
     raise ValueError(f"cache must be False, 'ram' or 'disk', got {cache!r}")
+
+
+def parallel_calls(workers) -> int:
+    """Parallel map calls (and pool threads) for ``workers``: itself when > 0, else one per CPU core."""
+    return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)

@@ -15,15 +15,13 @@ images of the next two batches at a time. With ``cache='ram'|'disk'`` the decode
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
 
-PLAIN_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}
-
+from jaxyolo.data.dataset import DatasetError, cache_mode, parallel_calls
 
 def to_rgb_array(im) -> np.ndarray:
     """Pillow image (any mode) -> uint8 HxWx3 RGB; 16/32-bit integer samples keep their high byte like OpenCV."""
@@ -55,9 +53,7 @@ def read_rgb(path: str) -> np.ndarray | None:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # noqa: BLE001 - broken EXIF: keep the pixels as stored
                 pass
-            if im.mode in PLAIN_MODES:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-            return to_rgb_array(im)  # 16/32-bit and float modes
+            return to_rgb_array(im)
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable": the caller says so
         return None
 
@@ -98,8 +94,6 @@ def classify_transform(rgb: np.ndarray, imgsz) -> np.ndarray:
 def folder_eval_batches(ds, split: str, *, imgsz, batch_size: int, process_index: int = 0, process_count: int = 1,
                         cache=False, workers: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``eval_batches`` of an image-folder dataset (see the module docstring)."""
-    from jaxyolo.data.dataset import DatasetError
-
     batch_size, process_count = int(batch_size), int(process_count)
     if batch_size <= 0 or process_count <= 0 or not 0 <= process_index < process_count \
             or batch_size % process_count:
@@ -123,17 +117,11 @@ def folder_eval_batches(ds, split: str, *, imgsz, batch_size: int, process_index
                                f"was scanned)")
         return classify_transform(img, (th, tw))
 
-    return _batches(one, rows, labels, (b, th, tw, 3), _threads(workers))
-
-
-def _threads(workers) -> int:
-    return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)
+    return _batches(one, rows, labels, (b, th, tw, 3), parallel_calls(workers))
 
 
 def _loader(ds, split, recs, cache, workers):
     """i -> uint8 HWC RGB of example i: the file (no cache) or the split's decoded cache."""
-    from jaxyolo.data.dataset import cache_mode
-
     if cache_mode(cache) is None:
         files = [str(f) for f in recs.files]
         return lambda i: read_rgb(files[i])

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from jaxyolo.data.host_eval import PLAIN_MODES, classify_transform, parse_hw, read_rgb, to_rgb_array
+from jaxyolo.data.host_eval import classify_transform, parse_hw, read_rgb, to_rgb_array
 from jaxyolo.engine.results import Results
 from jaxyolo.utils.images import to_uint8_hwc3
 
@@ -138,8 +138,7 @@ def _is_pil(x) -> bool:
 
 
 def _pil_to_bgr(im) -> np.ndarray:
-    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8) if im.mode in PLAIN_MODES else to_rgb_array(im)
-    return np.ascontiguousarray(rgb[..., ::-1])
+    return np.ascontiguousarray(to_rgb_array(im)[..., ::-1])
 
 
 def parse_imgsz(imgsz) -> tuple[int, int]:
