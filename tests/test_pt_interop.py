@@ -539,14 +539,30 @@ def test_reading_without_torch_gives_the_same_checkpoint(trained, tmp_path):
     assert tuple(b["size"]) == (1, 2)
 
 
-def test_a_tensor_past_its_storage_is_refused():
-    from converters.torch_weights.arrays import _rebuild
+def test_a_tensor_past_its_storage_is_refused(tmp_path):
+    import zipfile
+
+    from converters.torch_weights.arrays import _rebuild, read_checkpoint_arrays
 
     storage = np.arange(6, dtype=np.float32)
     assert np.array_equal(_rebuild(storage, 1, (2, 2), (3, 1)), [[1, 2], [4, 5]])
     for offset, size, stride in ((1, (2, 3), (3, 1)), (0, (7,), (1,)), (-1, (2,), (1,)), (0, (2,), (-1,))):
         with pytest.raises(CheckpointFormatError):
             _rebuild(storage, offset, size, stride)
+    # in a file: a (2, 3) tensor whose pickled size is edited to (2, 4); the error names the file
+    path = tmp_path / "past.pt"
+    torch.save({"t": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, path)
+    with zipfile.ZipFile(path) as z:
+        blobs = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in blobs if n.endswith("data.pkl"))
+    assert blobs[pkl].count(b"K\x02K\x03\x86") == 1  # the size tuple (BININT1 2, BININT1 3, TUPLE2)
+    blobs[pkl] = blobs[pkl].replace(b"K\x02K\x03\x86", b"K\x02K\x04\x86")
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in blobs.items():
+            z.writestr(n, b)
+    with pytest.raises(CheckpointFormatError, match="reaches past its storage") as e:
+        read_checkpoint_arrays(path)
+    assert str(e.value).startswith(str(path))
 
 
 @pytest.mark.ultralytics

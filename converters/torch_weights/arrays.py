@@ -148,7 +148,11 @@ def read_checkpoint_arrays(path: str | Path) -> Any:
 
             with z.open(pkl) as f:
                 return Unpickler(f).load()
-    except (UnsafeCheckpointError, CheckpointFormatError):
+    except UnsafeCheckpointError:
         raise
+    except CheckpointFormatError as e:  # the tensor rebuilders do not know the file: name it
+        if str(path) in str(e):
+            raise
+        raise CheckpointFormatError(f"{path}: {e}") from None
     except Exception as e:  # zip and pickle raise many types for truncated/corrupt data
         raise CheckpointFormatError(f"{path}: corrupt or truncated checkpoint: {type(e).__name__}: {e}") from e
