@@ -23,7 +23,8 @@ torch = pytest.importorskip("torch")
 
 from converters.torch_weights.load import CheckpointMismatchError, NotAClassifierError, load_pt  # noqa: E402
 from converters.torch_weights.mapping import state_dict_to_variables, variables_to_state_dict  # noqa: E402
-from converters.torch_weights.mirror import MIRROR, build_mirror  # noqa: E402
+from converters.torch_weights import writer  # noqa: E402
+from converters.torch_weights.mirror import MIRROR, build_mirror, ultralytics_pickling  # noqa: E402
 from converters.torch_weights.save import save_pt  # noqa: E402
 from converters.torch_weights.unpickler import (CheckpointFormatError, UnsafeCheckpointError,  # noqa: E402
                                                 read_checkpoint)
@@ -374,28 +375,85 @@ def test_save_is_atomic_and_keeps_extra_keys(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="names"):
         save_pt(path, module, variables, cfg, ["a", "b"])
 
-    def broken_save(obj, f, *a, **k):
+    def broken_save(f, obj, *a, **k):
         f.write(b"PK\x03\x04 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(writer, "write_checkpoint", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_pt(path, module, variables, cfg, ["a", "b", "c", "d"])
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left behind
 
 
-def test_saving_restores_sys_modules_and_classes(tmp_path):
+def test_mirror_pickling_restores_sys_modules_and_classes(tmp_path):
     before = {k: v for k, v in sys.modules.items() if k == "ultralytics" or k.startswith("ultralytics.")}
     module, cfg = build_model("yolov8n-cls.yaml", nc=2)
-    save_pt(tmp_path / "m.pt", module, random_variables(module), cfg, ["a", "b"])
+    with ultralytics_pickling():
+        torch.save(build_mirror(module.specs, cfg, {0: "a", 1: "b"}, random_variables(module)), tmp_path / "m.pt")
     after = {k: v for k, v in sys.modules.items() if k == "ultralytics" or k.startswith("ultralytics.")}
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
     assert all(c.__module__ == "converters.torch_weights.mirror" for c in MIRROR.values())
 
 
+def _same_torch_objects(a, b, where="ckpt"):
+    """Two ``torch.load`` results hold the same classes, ``__dict__`` layouts, tensors (type, dtype, shape, stride,
+    requires_grad, values) and plain values."""
+    assert type(a) is type(b), f"{where}: {type(a)} vs {type(b)}"
+    if isinstance(a, torch.Tensor):
+        assert (a.dtype, a.shape, a.stride(), a.requires_grad) == (b.dtype, b.shape, b.stride(), b.requires_grad), where
+        assert torch.equal(a, b), where
+    elif isinstance(a, torch.nn.Module):
+        assert list(vars(a)) == list(vars(b)), f"{where}: {list(vars(a))} vs {list(vars(b))}"
+        _same_torch_objects(vars(a), vars(b), where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), f"{where}: keys {list(a)} vs {list(b)}"
+        for k in a:
+            _same_torch_objects(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_torch_objects(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+@pytest.mark.ultralytics
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_torch_free_writer_equals_torch_save(name, tmp_path):
+    """``save_pt`` writes without torch (``torchless`` + ``writer``); ``torch.load`` of its file gives the very objects
+    ``torch.save`` of the torch mirror gives: every module's class and ``__dict__`` (torch's own attributes, hooks
+    and Ultralytics' layer metadata), every parameter and buffer with its dtype, stride and requires_grad. yolo11n
+    covers C3k2/C3k/C2PSA/Attention; both precisions; storages are 64-byte aligned (``mmap=True`` loads)."""
+    _ultralytics()
+    import zipfile
+
+    module, cfg = build_model(f"{name}-cls.yaml", nc=3)
+    variables = random_variables(module, seed=4)
+    names = {0: "a", 1: "b", 2: "c"}
+    for half in (True, False):
+        ours = save_pt(tmp_path / "ours.pt", module, variables, cfg, names, train_args={"imgsz": 32}, half=half,
+                       epoch=4, train_results={"epoch": [1, 2]})
+        ck = read_checkpoint(ours)
+        ref = build_mirror(module.specs, cfg, names, variables)
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        ck["model"] = ref.half() if half else ref
+        with ultralytics_pickling():
+            torch.save(ck, tmp_path / "ref.pt")
+        a = torch.load(ours, map_location="cpu", weights_only=False, mmap=True)
+        b = torch.load(tmp_path / "ref.pt", map_location="cpu", weights_only=False)
+        _same_torch_objects(a, b)
+        assert type(a["model"]).__module__ == "ultralytics.nn.tasks"
+        with zipfile.ZipFile(ours) as z, open(ours, "rb") as f:
+            for info in z.infolist():
+                f.seek(info.header_offset + 26)
+                n, m = (int(v) for v in np.frombuffer(f.read(4), "<u2"))  # name and extra-field lengths
+                assert (info.header_offset + 30 + n + m) % 64 == 0, info.filename
+
+
 # ----------------------------------------------------------------------------------------------------------------------
-# Without ultralytics and torchvision
+# Without torch, ultralytics and torchvision
 # ----------------------------------------------------------------------------------------------------------------------
 
 _BLOCKED = textwrap.dedent("""
@@ -403,11 +461,11 @@ _BLOCKED = textwrap.dedent("""
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("ultralytics", "torchvision"):
+            if name.split(".")[0] in ("ultralytics", "torchvision", "torch"):
                 raise ImportError(f"blocked for this test: {name}")
 
     sys.meta_path.insert(0, Block())
-    for name in ("ultralytics", "torchvision"):
+    for name in ("ultralytics", "torchvision", "torch"):
         try:
             __import__(name)
         except ImportError:
@@ -418,7 +476,7 @@ _BLOCKED = textwrap.dedent("""
 
 
 @pytest.mark.ultralytics
-def test_read_and_write_without_ultralytics_or_torchvision(trained, tmp_path):
+def test_read_and_write_without_torch_ultralytics_or_torchvision(trained, tmp_path):
     ultralytics = _ultralytics()
     best, _ = trained
     x = np.random.default_rng(5).random((2, IMGSZ, IMGSZ, 3), dtype=np.float32)
@@ -430,7 +488,7 @@ def test_read_and_write_without_ultralytics_or_torchvision(trained, tmp_path):
         y = YOLO({str(best)!r})
         p = y.forward(np.load({str(tmp_path / 'x.npy')!r}))
         y.save({str(out)!r})
-        assert not any(k.split(".")[0] in ("ultralytics", "torchvision") for k in sys.modules), "leaked modules"
+        assert not any(k.split(".")[0] in ("ultralytics", "torchvision", "torch") for k in sys.modules), "leaked"
         print("RESULT", json.dumps({{"names": y.names, "imgsz": y.overrides["imgsz"], "probs": p.tolist()}}))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -441,7 +499,7 @@ def test_read_and_write_without_ultralytics_or_torchvision(trained, tmp_path):
     assert res["names"] == {str(i): f"class{i}" for i in range(5)} and res["imgsz"] == IMGSZ
     ref = torch_probs(ultralytics.YOLO(str(best)).model, x)
     assert np.abs(np.array(res["probs"]) - ref).max() <= 1e-4
-    u = ultralytics.YOLO(str(out))  # written with neither package importable; Ultralytics reads it
+    u = ultralytics.YOLO(str(out))  # written with none of the three importable; Ultralytics reads it
     assert u.task == "classify" and u.names == {i: f"class{i}" for i in range(5)} and u.overrides["imgsz"] == IMGSZ
     assert np.abs(torch_probs(u.model, x) - ref).max() <= 5e-3
 
@@ -450,8 +508,6 @@ def test_old_layout_checkpoint(tmp_path, monkeypatch):
     """8.0-era details: args as ``ultralytics.yolo.utils.IterableSimpleNamespace`` on the model and no train_args,
     names as a list, an enum pickled as ``getattr(InterpolationMode, 'BILINEAR')`` (Python >= 3.12 style)."""
     import types
-
-    from converters.torch_weights.mirror import ultralytics_pickling
 
     class IterableSimpleNamespace(types.SimpleNamespace):
         pass

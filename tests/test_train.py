@@ -353,3 +353,34 @@ def test_kept_batches_read_ahead_on_a_thread():
     closed.read_ahead()
     closed.close()  # the trainer stops it when training ends early
     assert not closed._reader.is_alive()
+
+
+def test_training_writes_pt_files_without_torch(folder, tmp_path):
+    """last.pt/best.pt are written without torch (converters/torch_weights/writer.py): with torch made unimportable
+    a run writes both, with the run's class names and image size (read back with the torch-free reader)."""
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("blocked for this test: " + name)
+sys.meta_path.insert(0, Block())
+from jaxyolo.engine.train import train
+train(dict(data={str(folder)!r}, model="yolov8n-cls.yaml", epochs=1, imgsz=32, batch=16, plots=False),
+      save_dir={str(tmp_path / 'run')!r})
+assert "torch" not in sys.modules
+"""
+    r = subprocess.run([PY, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import jax
+
+    from converters.torch_weights.load import load_pt
+
+    module, variables, meta = load_pt(tmp_path / "run" / "weights" / "last.pt")
+    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    assert meta["names"] == dict(enumerate(classes)) and meta["imgsz"] == 32 and meta["dtype"] == "float16"
+    leaves = jax.tree.leaves(variables)
+    assert len(leaves) > 100 and all(np.isfinite(np.asarray(a)).all() for a in leaves)
+    assert (tmp_path / "run" / "weights" / "best.pt").read_bytes() == (tmp_path / "run" / "weights" / "last.pt"
+                                                                         ).read_bytes()

@@ -1,8 +1,9 @@
-"""Write Flax weights as an Ultralytics classification ``.pt`` checkpoint (torch only; ultralytics not needed).
+"""Write Flax weights as an Ultralytics classification ``.pt`` checkpoint (neither torch nor ultralytics needed).
 
 The file holds what Ultralytics' own ``strip_optimizer`` leaves in a ``best.pt``: a pickled ``ClassificationModel``
 (half precision by default) plus ``train_args`` with ``task='classify'`` and ``imgsz``, so that the real
-``ultralytics.YOLO('x.pt')`` loads it as a classification model with our class names and image size.
+``ultralytics.YOLO('x.pt')`` loads it as a classification model with our class names and image size. The model is
+built from ``torchless`` stand-ins and written by ``writer.write_checkpoint`` in ``torch.save``'s format.
 """
 
 from __future__ import annotations
@@ -56,9 +57,7 @@ def save_pt(path: str | Path, module, variables: Mapping, cfg: dict, names: Mapp
     keyword arguments (``epoch``, ``best_fitness``, ``train_metrics``, ``train_results``, ...) become top-level keys.
     The file is written to a temporary file in the same folder and moved into place, so it is never half-written.
     """
-    import torch
-
-    from converters.torch_weights.mirror import build_mirror, ultralytics_pickling
+    from converters.torch_weights import torchless, writer
 
     bad = [k for k in extra if k in _RESERVED]
     if bad:
@@ -66,11 +65,7 @@ def save_pt(path: str | Path, module, variables: Mapping, cfg: dict, names: Mapp
                         f"module/variables)")
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
-    model = build_mirror(module.specs, cfg, names, variables)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if half:
-        model.half()
+    model = torchless.build_model(module.specs, cfg, names, variables, half=half)
     args = {"task": "classify", "imgsz": 224, "model": cfg.get("yaml_file")}
     args.update(to_plain(dict(train_args or {})))
     args["task"] = "classify"
@@ -92,6 +87,6 @@ def save_pt(path: str | Path, module, variables: Mapping, cfg: dict, names: Mapp
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f, ultralytics_pickling():
-        torch.save(ckpt, f)
+    with atomic_write(path) as f:
+        writer.write_checkpoint(f, ckpt)
     return path

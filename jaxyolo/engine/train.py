@@ -387,23 +387,13 @@ def _write_csv(path: Path, history: list) -> None:
     tmp.replace(path)
 
 
-_warned_no_torch = False
-
-
 def _save_weights(paths: list[Path], yolo, variables, args: dict, extra: dict) -> None:
-    """last.pt (and best.pt) in Ultralytics' format (needs torch, the `pt` extra); skipped with one warning without
-    it. The files of one epoch hold the same weights and keys: the first is written, the others are atomic copies of
-    it (one model serialisation per epoch, not two)."""
-    global _warned_no_torch
+    """last.pt (and best.pt) in Ultralytics' format, written without torch (``converters/torch_weights/writer.py``).
+    The files of one epoch hold the same weights and keys: the first is written, the others are atomic copies of it
+    (one model serialisation per epoch, not two)."""
+    from converters.torch_weights.save import save_pt
+
     path = paths[0]
-    try:
-        from converters.torch_weights.save import save_pt
-    except ImportError as e:
-        if not _warned_no_torch:
-            LOGGER.warning(f"not writing {path.name}: {e} (install the 'pt' extra: pip install 'jaxyolo[pt]'); "
-                           f"the orbax checkpoints in {path.parent.parent / 'checkpoints'} hold the weights")
-            _warned_no_torch = True
-        return
     imgsz = args["imgsz"]
     train_args = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in args.items()}, "task": "classify",
                   "imgsz": imgsz if isinstance(imgsz, int) else list(imgsz)}
