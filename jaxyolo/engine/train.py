@@ -196,7 +196,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
-    _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev)
+    train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
+    step_leaves = step_fn.bind(*train_args)  # called with leaves: no pytree work per batch (CachedJit.bind)
+    _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
@@ -220,12 +222,14 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
 
     def checkpoint(epoch: int, batch_i: int, ni: int, force: bool = False):
         meta.update(epoch=epoch, batch=batch_i)
-        ckpt.save(ni, state, dict(meta), force=force)
+        ckpt.save(ni, jax.tree.unflatten(state_tree, leaves), dict(meta), force=force)
 
     LOGGER.info(f"Training {yolo} on {ds.source}: {ds.splits['train']} train / {ds.splits.get(val_split, 0)} "
                 f"{val_split} images, imgsz={imgsz}, batch={batch} on {n_dev} device(s) x {nproc} process(es), "
                 f"logging to {save_dir}")
     best = None
+    leaves, state_tree = jax.tree.flatten(state)  # the state lives as leaves in the loop; `state` is rebuilt as needed
+    del state
     start_epoch = int(meta["epoch"])
     epoch = start_epoch
     try:
@@ -247,8 +251,10 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 if do_update:
                     meta["last_opt_step"] = ni
                 hp = np.array([*lrs, mom, float(do_update)], np.float32)
-                g_img, g_lab = parallel.global_batch(batch_sh, images, labels.astype(np.int32))
-                state, loss = step_fn(state, g_img, g_lab, hp, np.int32(ni))
+                x, y = images, labels.astype(np.int32)  # one process: the jitted step places them (in_shardings)
+                if nproc > 1:
+                    x, y = parallel.global_batch(batch_sh, x, y)
+                *leaves, loss = step_leaves(leaves, [x], [y], [hp], [np.int32(ni)])
                 pending.append(loss)
                 if main and args["plots"] and ni < 3:
                     writer_bg.submit(plots.try_plot, plots.plot_batch, images, labels, ds.names,
@@ -278,8 +284,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
             meta["train_time"] = float(meta["train_time"]) + time.perf_counter() - t_epoch
 
             # -- validation on the EMA model, results.csv, weights --
-            ema_vars = jax.device_get(state.ema_variables()) if main else None
-            metrics = evaluator(state.ema_variables(), val_batches)
+            ema = jax.tree.unflatten(state_tree, leaves).ema_variables()
+            ema_vars = jax.device_get(ema) if main else None
+            metrics = evaluator(ema, val_batches)
             if not math.isfinite(metrics.loss):
                 raise TrainingError(f"NaN/inf validation loss at epoch {epoch + 1}: the EMA weights diverged; lower "
                                     f"lr0 (now {recipe.lr0}) or check the data. best.pt was not overwritten.")
@@ -328,18 +335,24 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     return best
 
 
-def _warm_up(step_fn, evaluator, state, batch, batch_sh, imgsz, n_dev) -> None:
+def _train_args(state, batch, batch_sh, imgsz, direct: bool) -> tuple:
+    """The train step's arguments as ``ShapeDtypeStruct``s, equal to the real ones in shape, dtype *and* sharding,
+    or the jit cache misses and the step compiles twice (``JAX_EXPLAIN_CACHE_MISSES=1`` shows why): hp, ni and, in
+    one process (``direct``), the numpy batch arrive uncommitted; several processes pass global arrays."""
+    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    sds = jax.ShapeDtypeStruct
+    sh = None if direct else batch_sh
+    return (state, sds((batch, th, tw, 3), jnp.uint8, sharding=sh), sds((batch,), jnp.int32, sharding=sh),
+            sds((5,), jnp.float32), sds((), jnp.int32))
+
+
+def _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev) -> None:
     """Compile the train and eval steps side by side before the first batch (each XLA compile is mostly one thread,
     and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache. Only a speed
-    optimisation: any failure here is ignored and the steps compile on first use as usual. The abstract arguments
-    must equal the real ones in shape, dtype *and* sharding (hp and ni arrive uncommitted), or the jit cache
-    misses and the step compiles twice (``JAX_EXPLAIN_CACHE_MISSES=1`` shows why)."""
+    optimisation: any failure here is ignored and the steps compile on first use as usual."""
     from concurrent.futures import ThreadPoolExecutor
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    sds = jax.ShapeDtypeStruct
-    train_args = (state, sds((batch, th, tw, 3), jnp.uint8, sharding=batch_sh), sds((batch,), jnp.int32,
-                  sharding=batch_sh), sds((5,), jnp.float32), sds((), jnp.int32))  # hp, ni: uncommitted
     jobs = [lambda: step_fn.lower(*train_args).compile(),
             lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
     try:
