@@ -319,8 +319,9 @@ def test_digits(datasets_dir, digits, caplog):
 
 
 def test_scanned_folder_loads_without_tensorflow(datasets_dir, digits):
-    """Resolving a folder whose scan is cached stays TensorFlow-free (the trainer imports TF on its pipeline thread,
-    in parallel with model set-up); the pipeline then imports it on first use."""
+    """Resolving a folder whose scan is cached stays TensorFlow-free, and so do the training batches of a PNG folder
+    (host_train.py); tf.data, and TensorFlow with it, is imported on first use by a route that needs it (here the
+    decoded RAM cache)."""
     code = textwrap.dedent(f"""
         import sys
         import jaxyolo.data as D
@@ -328,6 +329,8 @@ def test_scanned_folder_loads_without_tensorflow(datasets_dir, digits):
         assert D.num_train_batches(ds, 64) == {digits.splits['train'] // 64}
         assert "tensorflow" not in sys.modules, "load_dataset imported TensorFlow"
         next(iter(D.train_batches(ds, imgsz=32, batch_size=64, seed=0, epoch=0, aug={{}})))
+        assert "tensorflow" not in sys.modules, "the host train route imported TensorFlow"
+        next(iter(D.train_batches(ds, imgsz=32, batch_size=64, seed=0, epoch=0, aug={{}}, cache="ram")))
         assert "tensorflow" in sys.modules
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -355,20 +355,18 @@ def test_kept_batches_read_ahead_on_a_thread():
     assert not closed._reader.is_alive()
 
 
-def test_training_writes_pt_files_without_torch(folder, tmp_path):
-    """last.pt/best.pt are written without torch (converters/torch_weights/writer.py): with torch made unimportable
-    a run writes both, with the run's class names and image size (read back with the torch-free reader)."""
+def test_training_a_png_folder_imports_neither_torch_nor_tensorflow(folder, tmp_path):
+    """A run on a PNG folder needs neither torch nor TensorFlow: batches from host threads (data/host_train.py),
+    last.pt/best.pt from the torch-free writer (converters/torch_weights/writer.py), TensorBoard scalars from
+    utils/tensorboard.py. With both made unimportable the run writes its weights, with the run's class names and
+    image size (read back with the torch-free reader), and its event file."""
     script = f"""
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
-            raise ImportError("blocked for this test: " + name)
-sys.meta_path.insert(0, Block())
+import sys
+sys.modules["torch"] = sys.modules["tensorflow"] = None  # importing either raises ImportError
 from jaxyolo.engine.train import train
 train(dict(data={str(folder)!r}, model="yolov8n-cls.yaml", epochs=1, imgsz=32, batch=16, plots=False),
       save_dir={str(tmp_path / 'run')!r})
-assert "torch" not in sys.modules
+assert sys.modules["torch"] is None and sys.modules["tensorflow"] is None
 """
     r = subprocess.run([PY, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                        text=True, timeout=600)
@@ -384,3 +382,4 @@ assert "torch" not in sys.modules
     assert len(leaves) > 100 and all(np.isfinite(np.asarray(a)).all() for a in leaves)
     assert (tmp_path / "run" / "weights" / "best.pt").read_bytes() == (tmp_path / "run" / "weights" / "last.pt"
                                                                          ).read_bytes()
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1

@@ -107,11 +107,25 @@ def eval_batches(ds: Dataset, split: str, *, imgsz, batch_size: int, process_ind
     return pipeline.eval_batches(ds, split, **kw)
 
 
-def __getattr__(name):  # TensorFlow-backed parts load on first use
-    if name == "train_batches":
-        from jaxyolo.data import pipeline
+def train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoch: int, start_batch: int = 0, aug: dict,
+                  process_index: int = 0, process_count: int = 1, cache=False, workers: int = 0):
+    """Iterator (one epoch) of (images uint8 [b,h,w,3], labels int32 [b]) host-local batches, b = batch_size //
+    process_count, drop_remainder; ``aug`` holds Ultralytics keys (scale, fliplr, flipud, auto_augment, hsv_h, hsv_s,
+    hsv_v, erasing, aug_backend). ``start_batch`` skips already-seen batches of this epoch (exact resume). PNG/BMP
+    image folders with the host augmentation are made on host threads (``host_train``, no TensorFlow), everything
+    else by tf.data (``pipeline.train_batches``): the same batches either way."""
+    kw = dict(imgsz=imgsz, batch_size=batch_size, seed=seed, epoch=epoch, start_batch=start_batch, aug=aug,
+              process_index=process_index, process_count=process_count, workers=workers)
+    from jaxyolo.data import host_train
 
-        return getattr(pipeline, name)
+    if host_train.applies(ds, imgsz, aug, cache):
+        return host_train.folder_train_batches(ds, **kw)
+    from jaxyolo.data import pipeline
+
+    return pipeline.train_batches(ds, cache=cache, **kw)
+
+
+def __getattr__(name):  # TensorFlow-backed parts load on first use
     if name in ("eval_transform_np", "sample_crop_boxes"):
         from jaxyolo.data import transforms
 

@@ -35,9 +35,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from jaxyolo.data.pil_ops import op_matrix
-from jaxyolo.data.tf_augment import RANDAUGMENT_OPS
-from jaxyolo.data.tf_augment import _space as _space_table
+from jaxyolo.data.aug_space import RANDAUGMENT_OPS, op_matrix
+from jaxyolo.data.aug_space import space as _space_table
 
 _FILL = (0, 0, 0)
 _SPACE_CACHE: dict = {}

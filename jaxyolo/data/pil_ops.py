@@ -18,12 +18,11 @@ Randomness is stateless: every draw comes from a ``[2]`` int seed (``uniform``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from jaxyolo.data._tf import tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
+from jaxyolo.data.aug_space import IDENTITY_MATRIX, op_matrix  # noqa: F401  (re-exported: tf_augment, tests)
 
 
 def uniform(seed, shape=(), lo=0.0, hi=1.0, dtype=tf.float32):
@@ -222,56 +221,6 @@ def translate_pil(img, tx, ty):
 def trunc(x):
     """Round towards zero, like Python's int() of a float."""
     return tf.where(x < 0, tf.math.ceil(x), tf.floor(x))
-
-
-def _inverse_affine(center, angle, translate, scale, shear):
-    """Inverse (output -> input) matrix of ``T * C * R(angle) S(scale) Shy Shx * C^-1`` in Pillow's convention, the
-    math torchvision's functional ``affine`` hands to Pillow (angles in degrees, clockwise)."""
-    rot = math.radians(angle)
-    sx, sy = math.radians(shear[0]), math.radians(shear[1])
-    cx, cy = center
-    tx, ty = translate
-    a = math.cos(rot - sy) / math.cos(sy)
-    b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
-    c = math.sin(rot - sy) / math.cos(sy)
-    d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
-    m = [v / scale for v in (d, -b, 0.0, -c, a, 0.0)]
-    m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty)
-    m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty)
-    m[2] += cx
-    m[5] += cy
-    return m
-
-
-def _rotate_matrix_py(h, w, degrees):
-    """Pillow ``Image.rotate(degrees, expand=False)``'s inverse matrix (angle mod 360, entries rounded to 15 digits)."""
-    angle = -math.radians(degrees % 360.0)
-    m = [round(math.cos(angle), 15), round(math.sin(angle), 15), 0.0,
-         round(-math.sin(angle), 15), round(math.cos(angle), 15), 0.0]
-    cx, cy = w / 2, h / 2
-    m[2], m[5] = m[0] * -cx + m[1] * -cy + m[2], m[3] * -cx + m[4] * -cy + m[5]
-    m[2] += cx
-    m[5] += cy
-    return m
-
-
-IDENTITY_MATRIX = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-
-
-def op_matrix(name: str, magnitude: float, h: int, w: int) -> list[float]:
-    """Host-side (float64, exactly as torchvision + Pillow compute it) inverse affine matrix of a geometric op;
-    identity for the other ops."""
-    if name == "ShearX":  # torchvision: affine(shear=[degrees(atan(m)), 0], center=[0, 0])
-        return _inverse_affine([0, 0], 0.0, [0, 0], 1.0, [math.degrees(math.atan(magnitude)), 0.0])
-    if name == "ShearY":
-        return _inverse_affine([0, 0], 0.0, [0, 0], 1.0, [0.0, math.degrees(math.atan(magnitude))])
-    if name == "TranslateX":  # translate=[int(m), 0] around the image centre
-        return _inverse_affine([w * 0.5, h * 0.5], 0.0, [int(magnitude), 0], 1.0, [0.0, 0.0])
-    if name == "TranslateY":
-        return _inverse_affine([w * 0.5, h * 0.5], 0.0, [0, int(magnitude)], 1.0, [0.0, 0.0])
-    if name == "Rotate":
-        return _rotate_matrix_py(h, w, magnitude)
-    return list(IDENTITY_MATRIX)
 
 
 def _rgb_to_hsv_pil(img):

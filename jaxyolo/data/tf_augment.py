@@ -14,6 +14,8 @@ import math
 import numpy as np
 from jaxyolo.data._tf import tf
 
+from jaxyolo.data.aug_space import OPS, RANDAUGMENT_OPS  # noqa: F401  (re-exported)
+from jaxyolo.data.aug_space import space as _space
 from jaxyolo.data.pil_ops import (
     adjust_brightness,
     adjust_contrast,
@@ -40,23 +42,6 @@ __all__ = ["OPS", "RANDAUGMENT_OPS", "apply_op", "apply_op_named", "autoaugment"
 # ------------------------------------------------------------------------------------------------ op table / policies
 
 # op ids, in torchvision RandAugment's augmentation-space order, plus Invert (AutoAugment only)
-OPS = [
-    "Identity",
-    "ShearX",
-    "ShearY",
-    "TranslateX",
-    "TranslateY",
-    "Rotate",
-    "Brightness",
-    "Color",
-    "Contrast",
-    "Sharpness",
-    "Posterize",
-    "Solarize",
-    "AutoContrast",
-    "Equalize",
-    "Invert",
-]
 _OP_ID = {n: i for i, n in enumerate(OPS)}
 
 
@@ -115,33 +100,6 @@ def apply_op_named(img, name: str, magnitude: float):
     return apply_op(img, _OP_ID[name], magnitude, tf.constant(m, tf.float64))
 
 
-def _linspace(a, b, n):
-    return np.linspace(a, b, n, dtype=np.float32).astype(np.float64)
-
-
-def _space(num_bins, h, w, translate_frac=150.0 / 331.0, posterize_top=8):
-    """(magnitudes[num_bins], signed) per op name, as torchvision's _augmentation_space."""
-    post = posterize_top - np.round(np.arange(num_bins) / ((num_bins - 1) / 4)).astype(np.int64)
-    return {
-        "Identity": (np.zeros(num_bins), False),
-        "ShearX": (_linspace(0.0, 0.3, num_bins), True),
-        "ShearY": (_linspace(0.0, 0.3, num_bins), True),
-        "TranslateX": (_linspace(0.0, translate_frac * w, num_bins), True),
-        "TranslateY": (_linspace(0.0, translate_frac * h, num_bins), True),
-        "Rotate": (_linspace(0.0, 30.0, num_bins), True),
-        "Brightness": (_linspace(0.0, 0.9, num_bins), True),
-        "Color": (_linspace(0.0, 0.9, num_bins), True),
-        "Contrast": (_linspace(0.0, 0.9, num_bins), True),
-        "Sharpness": (_linspace(0.0, 0.9, num_bins), True),
-        "Posterize": (post.astype(np.float64), False),
-        "Solarize": (_linspace(255.0, 0.0, num_bins), False),
-        "AutoContrast": (np.zeros(num_bins), False),
-        "Equalize": (np.zeros(num_bins), False),
-        "Invert": (np.zeros(num_bins), False),
-    }
-
-
-RANDAUGMENT_OPS = OPS[:14]
 
 
 def _tables(names, mags_per_name, signed_per_name, h, w):

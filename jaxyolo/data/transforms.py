@@ -28,12 +28,14 @@ Randomness is stateless: every random draw of one example comes from a ``[2]`` i
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from jaxyolo.data._tf import dataset_options, parallel_calls, tf
 
 from jaxyolo.data import decode as _decode  # noqa: F401  (configures TF: host only)
+from jaxyolo.data.aug_space import aug_value as _aug_value
+from jaxyolo.data.aug_space import host_args as _host_args
+from jaxyolo.data.aug_space import settings as _settings
 from jaxyolo.data.host_eval import parse_hw
 from jaxyolo.data.pil_ops import pil_resize, uniform
 from jaxyolo.data.tf_augment import augmix, autoaugment, color_jitter, random_erasing
@@ -180,41 +182,6 @@ def sample_crop_boxes(h: int, w: int, n: int, seed: int = 0, scale=(0.5, 1.0), r
 
 
 # ---------------------------------------------------------------------------------------------------- train transform
-
-
-def _aug_value(aug: dict, key, default):
-    v = aug.get(key, default) if aug else default
-    return default if v is None else v
-
-
-class _Settings(NamedTuple):
-    fliplr: float
-    flipud: float
-    erasing: float
-    policy: str  # lower-case; '' for no policy ('none', 'false', None)
-    hsv: tuple[float, float, float]  # hsv_h, hsv_s, hsv_v
-
-
-def _settings(aug: dict) -> _Settings:
-    """The train augmentation settings of an Ultralytics ``aug`` dict, defaults filled in."""
-    policy = _aug_value(aug, "auto_augment", "randaugment")
-    policy = str(policy).lower() if policy else ""
-    hsv = tuple(float(_aug_value(aug, k, d)) for k, d in (("hsv_h", 0.015), ("hsv_s", 0.7), ("hsv_v", 0.4)))
-    return _Settings(float(_aug_value(aug, "fliplr", 0.5)), float(_aug_value(aug, "flipud", 0.0)),
-                     float(_aug_value(aug, "erasing", 0.4)), "" if policy in ("none", "false") else policy, hsv)
-
-
-def _host_args(imgsz, aug: dict):
-    """The arguments of ``host_augment.augment_crop`` after (crop, key) when the augmentation after the crop runs on
-    the host (RandAugment, or neither a policy nor HSV jitter); None when it runs in TF."""
-    st = _settings(aug)
-    if not (st.policy == "randaugment" or (st.policy == "" and not any(st.hsv))):
-        return None
-    from jaxyolo.cfg import check_aug_backend
-
-    th, tw = parse_imgsz(imgsz)
-    return (th, tw, st.fliplr, st.flipud, st.policy, st.erasing,
-            check_aug_backend(_aug_value(aug, "aug_backend", "opencv")))
 
 
 def _crop(crop_fn, h, w, seed, aug: dict):

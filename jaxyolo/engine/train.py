@@ -365,9 +365,9 @@ def _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev) -> None
 
 def _tensorboard(save_dir: Path):
     try:
-        import tensorflow as tf
+        from jaxyolo.utils.tensorboard import ScalarWriter
 
-        return tf.summary.create_file_writer(str(save_dir))
+        return ScalarWriter(save_dir)
     except Exception as e:  # TensorBoard is a convenience: never fail a run over it
         LOGGER.warning(f"TensorBoard logging disabled: {e}")
         return None
@@ -379,12 +379,7 @@ def _log_scalars(tb: dict, scalars: dict, step: int) -> None:
     if writer is None:
         return
     try:
-        import tensorflow as tf
-
-        with writer.as_default():
-            for key, v in scalars.items():
-                tf.summary.scalar(key, v, step=step)
-        writer.flush()
+        writer.write(scalars, step)
     except Exception as e:  # TensorBoard is a convenience: never fail a run over it
         LOGGER.warning(f"TensorBoard logging disabled: {e}")
         tb["writer"] = None
