@@ -396,26 +396,39 @@ def test_mirror_pickling_restores_sys_modules_and_classes(tmp_path):
     assert all(c.__module__ == "converters.torch_weights.mirror" for c in MIRROR.values())
 
 
+def _walk_same(a, b, leaf, where="ckpt"):
+    """Walk two trees in step through dicts (same type, keys and key order), lists and tuples (same type and length);
+    ``leaf(a, b, where)`` checks everything else."""
+    if isinstance(a, dict):
+        assert type(a) is type(b) and list(a) == list(b), f"{where}: {type(a)} {list(a)} vs {type(b)} {list(b)}"
+        for k in a:
+            _walk_same(a[k], b[k], leaf, f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _walk_same(x, y, leaf, f"{where}[{i}]")
+    else:
+        leaf(a, b, where)
+
+
 def _same_torch_objects(a, b, where="ckpt"):
     """Two ``torch.load`` results hold the same classes, ``__dict__`` layouts, tensors (type, dtype, shape, stride,
     requires_grad, values) and plain values."""
-    assert type(a) is type(b), f"{where}: {type(a)} vs {type(b)}"
-    if isinstance(a, torch.Tensor):
-        assert (a.dtype, a.shape, a.stride(), a.requires_grad) == (b.dtype, b.shape, b.stride(), b.requires_grad), where
-        assert torch.equal(a, b), where
-    elif isinstance(a, torch.nn.Module):
-        assert list(vars(a)) == list(vars(b)), f"{where}: {list(vars(a))} vs {list(vars(b))}"
-        _same_torch_objects(vars(a), vars(b), where)
-    elif isinstance(a, dict):
-        assert list(a) == list(b), f"{where}: keys {list(a)} vs {list(b)}"
-        for k in a:
-            _same_torch_objects(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same_torch_objects(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+    def leaf(a, b, where):
+        assert type(a) is type(b), f"{where}: {type(a)} vs {type(b)}"
+        if isinstance(a, torch.Tensor):
+            assert (a.dtype, a.shape, a.stride(), a.requires_grad) == (b.dtype, b.shape, b.stride(),
+                                                                       b.requires_grad), where
+            assert torch.equal(a, b), where
+        elif isinstance(a, torch.nn.Module):
+            assert list(vars(a)) == list(vars(b)), f"{where}: {list(vars(a))} vs {list(vars(b))}"
+            _walk_same(vars(a), vars(b), leaf, where)
+        else:
+            assert a == b, f"{where}: {a!r} vs {b!r}"
+
+    assert type(a) is type(b), where
+    _walk_same(a, b, leaf, where)
 
 
 @pytest.mark.ultralytics
@@ -555,24 +568,19 @@ def _same_tree(a, b, where="ckpt"):
     """``read_checkpoint`` (torch tensors) and ``read_checkpoint_arrays`` (numpy) hold the same values and dtypes."""
     from converters.torch_weights.unpickler import InertObject
 
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, np.ndarray), where
-        assert str(a.dtype).replace("torch.", "") == str(b.dtype) and tuple(a.shape) == b.shape, where
-        ref = a.detach().float().numpy() if a.dtype == torch.bfloat16 else a.detach().numpy()
-        assert np.array_equal(ref, b.astype(ref.dtype)), where
-    elif isinstance(a, InertObject):
-        assert type(a) is type(b), where
-        _same_tree(vars(a), vars(b), where)
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for k in a:
-            _same_tree(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same_tree(x, y, f"{where}[{i}]")
-    elif not callable(a):
-        assert type(a) is type(b) and a == b, where
+    def leaf(a, b, where):
+        if isinstance(a, torch.Tensor):
+            assert isinstance(b, np.ndarray), where
+            assert str(a.dtype).replace("torch.", "") == str(b.dtype) and tuple(a.shape) == b.shape, where
+            ref = a.detach().float().numpy() if a.dtype == torch.bfloat16 else a.detach().numpy()
+            assert np.array_equal(ref, b.astype(ref.dtype)), where
+        elif isinstance(a, InertObject):
+            assert type(a) is type(b), where
+            _walk_same(vars(a), vars(b), leaf, where)
+        elif not callable(a):
+            assert type(a) is type(b) and a == b, where
+
+    _walk_same(a, b, leaf, where)
 
 
 @pytest.mark.ultralytics
