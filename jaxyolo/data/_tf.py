@@ -45,8 +45,6 @@ __all__ = ["tf", "parallel_calls", "dataset_options", "PREFETCH_BATCHES"]
 PREFETCH_BATCHES = 2  # batches (or decoded images) every pipeline prefetches
 
 
-
-
 def dataset_options(workers=0) -> "tf.data.Options":
     """Deterministic order, a private pool of ``parallel_calls(workers)`` threads, one intra-op thread per call, and
     tf.data's autotuner off: with it, tearing an iterator down stalled the process ~2.5 s, idle (its model thread),

@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxyolo.data.dataset import DatasetError, cache_mode, parallel_calls
 
+
 def to_rgb_array(im) -> np.ndarray:
     """Pillow image (any mode) -> uint8 HxWx3 RGB; 16/32-bit integer samples keep their high byte like OpenCV."""
     mode = im.mode

@@ -11,7 +11,7 @@ without one TF function call per example. The algorithm, as TF implements it:
 * successive Philox calls increment the counter; int32 samples are the words in order, int64 samples
   ``lo | hi << 32`` of consecutive words, float32 ``(w & 0x7fffff | 0x3f800000) - 1``, float64 the 52 mantissa bits
   of ``(w0 & 0xfffff) << 32 | w1``, minus 1; uniform(lo, hi) is ``u * (hi - lo) + lo`` in the sample dtype.
-``tests/test_host_train.py`` checks these against TF for thousands of seeds.
+``tests/test_host_train.py`` checks these against TF for hundreds of seeds.
 """
 
 from __future__ import annotations

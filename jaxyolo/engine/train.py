@@ -198,7 +198,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                                                     int(args["workers"])))
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
     step_leaves = step_fn.bind(*train_args)  # called with leaves: no pytree work per batch (CachedJit.bind)
-    _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev)
+    _warm_up(step_fn, train_args, evaluator, batch, imgsz, n_dev)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
@@ -346,7 +346,7 @@ def _train_args(state, batch, batch_sh, imgsz, direct: bool) -> tuple:
             sds((5,), jnp.float32), sds((), jnp.int32))
 
 
-def _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev) -> None:
+def _warm_up(step_fn, train_args, evaluator, batch, imgsz, n_dev) -> None:
     """Compile the train and eval steps side by side before the first batch (each XLA compile is mostly one thread,
     and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache. Only a speed
     optimisation: any failure here is ignored and the steps compile on first use as usual."""
@@ -354,7 +354,7 @@ def _warm_up(step_fn, train_args, evaluator, state, batch, imgsz, n_dev) -> None
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     jobs = [lambda: step_fn.lower(*train_args).compile(),
-            lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
+            lambda: evaluator.warm_up(train_args[0].ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw))]
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:
             for f in [ex.submit(j) for j in jobs]:

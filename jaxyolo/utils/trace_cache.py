@@ -119,13 +119,12 @@ class CachedJit:
     # -- calls ----------------------------------------------------------------------------------------------------
     def __call__(self, *args):
         flat, sig = self._flatten(args)
-        fn = self._jitted.get(sig) or self._build(sig, args)
-        out = fn(*flat)
+        out = self._fn(sig, args)(*flat)
         return out if self.out_tree is None else jax.tree.unflatten(self.out_tree, out)
 
     def lower(self, *args):
         flat, sig = self._flatten(args)
-        return self.bind(*args).lower(*flat)
+        return self._fn(sig, args).lower(*flat)
 
     def bind(self, *args):
         """The jitted function for arguments shaped like ``args`` (arrays or ``ShapeDtypeStruct``s), called with each
@@ -133,7 +132,9 @@ class CachedJit:
         that keeps its state as leaves skips ``__call__``'s flattening, signature and unflattening every call
         (the train state has ~520 leaves: ~2 ms of Python a step, several times that while the input pipeline's
         threads compete for the GIL)."""
-        _, sig = self._flatten(args)
+        return self._fn(self._flatten(args)[1], args)
+
+    def _fn(self, sig, args):
         return self._jitted.get(sig) or self._build(sig, args)
 
     @staticmethod
