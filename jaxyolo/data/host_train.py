@@ -8,8 +8,9 @@ RandomResizedCrop box (``transforms.rrc_params``), reading and decoding the file
   (``stateless_np``): the seeds, boxes and RandAugment keys the graph draws;
 * the file read and decoded by OpenCV, whose PNG and BMP decoders give the pixels TF's do (alpha dropped, grey
   replicated, 16-bit samples' high byte; tested), EXIF orientation applied as ``decode.apply_orientation`` does;
-* then ``host_augment.augment_crop``, as on the tf.data route, on a pool of ``workers`` threads
-  (``host_eval._batches``: the next two batches are read ahead).
+* then ``host_augment.augment_crop``, as on the tf.data route, on a pool of threads (``host_eval._batches``: the
+  next two batches are read ahead; ``host_eval.pool_threads``: one thread for small images such as digits, where
+  the work is mostly Python holding the GIL, more for larger ones, at most ``workers`` and the cores).
 
 ``tests/test_host_train.py`` checks that both routes give identical batches. What this saves is TensorFlow itself:
 a training run on such a folder never imports it (~2.5 s of start-up CPU, most of it holding the GIL while the
@@ -29,8 +30,8 @@ import numpy as np
 
 from jaxyolo.data import stateless_np as S
 from jaxyolo.data.aug_space import aug_value, host_args
-from jaxyolo.data.dataset import Dataset, DatasetError, cache_mode, num_train_batches, parallel_calls
-from jaxyolo.data.host_eval import _batches
+from jaxyolo.data.dataset import Dataset, DatasetError, cache_mode, num_train_batches
+from jaxyolo.data.host_eval import _batches, pool_threads
 from jaxyolo.data.routes import BMP, PNG
 
 ROUTES = (PNG, BMP)  # the decode routes this module reads (decode.py)
@@ -138,7 +139,8 @@ def folder_train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoc
     positions = np.arange(len(idx)).reshape(-1, b)
     labels = np.asarray(recs.labels, np.int32)[idx]
     th, tw = args[:2]
-    return _images_and_labels(_batches(one, positions, labels, (b, th, tw, 3), parallel_calls(workers)))
+    threads = pool_threads(workers, recs.heights, recs.widths)
+    return _images_and_labels(_batches(one, positions, labels, (b, th, tw, 3), threads))
 
 
 def _images_and_labels(batches):
