@@ -107,3 +107,39 @@ def test_where_the_route_applies(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "train" / "c0" / "x.jpg")
     assert not host_train.applies(load_dataset(str(root)), 32, {}, cache=False)  # a JPEG: tf.data decodes windows
     assert os.environ.get("JAXYOLO_HOST_TRAIN") is None
+
+
+def test_pool_threads_and_chunked_batches(tmp_path, monkeypatch):
+    """The pool's size follows the images' pixels (one thread for digits-sized images), and a batch made in chunks
+    on several threads equals the one-thread batch, padding included."""
+    from jaxyolo.data import host_eval
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    small, big = ([32] * 5, [32] * 5), ([300] * 5, [400] * 5)
+    assert host_eval.pool_threads(8, *small) == 1
+    assert host_eval.pool_threads(8, *big) == min(8, cores, 14)
+    assert host_eval.pool_threads(1, *big) == 1
+    assert host_eval.pool_threads(0, *big) == min(cores, 14)  # 0: one per core
+    assert host_eval.pool_threads(8, [], []) == 1
+
+    ds = load_dataset(str(_mixed_folder(tmp_path / "mixed")))
+    kw = dict(imgsz=16, batch_size=4, seed=2, epoch=1, aug=AUG, workers=8)
+
+    def both(make):
+        out = []
+        for n in (1, 3):
+            monkeypatch.setattr(host_train, "pool_threads", lambda *a, n=n: n)
+            monkeypatch.setattr(host_eval, "pool_threads", lambda *a, n=n: n)
+            out.append(list(make()))
+        return out
+
+    one, three = both(lambda: train_batches(ds, **kw))
+    assert len(one) == len(three) > 1
+    for (x1, y1), (x3, y3) in zip(one, three):
+        np.testing.assert_array_equal(x1, x3)
+        np.testing.assert_array_equal(y1, y3)
+    one, three = both(lambda: host_eval.folder_eval_batches(ds, "val", imgsz=16, batch_size=4, workers=8))
+    assert len(one) == len(three) == 2 and not one[-1][2].all()  # 6 images: the last batch is padded
+    for a, b in zip(one, three):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
