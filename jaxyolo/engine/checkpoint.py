@@ -6,7 +6,10 @@ Orbax's cost is per array: yolov8n-cls's 520 leaves took 0.85 s to save in the b
 on 2 busy cores, so the next save waited for it) and 0.12 s on the trainer's thread; packed, 0.06 s and 0.006 s. Each
 packed array is sharded over every device of the mesh (padded to a multiple of the device count), so every host writes
 only its own slices, FSDP or not. The JSON ``meta`` item records each leaf's path, shape and dtype, so a checkpoint
-stays self-describing. Checkpoints written leaf by leaf (before packing) still restore.
+stays self-describing. Checkpoints written leaf by leaf (before packing) still restore. The arrays are stored without
+orbax's default zstd compression (``COMPRESS``): on float weights and optimizer moments it saves ~10% of the disk for
+~2.5x the CPU of a save (36 MB of random normals: 0.20 vs 0.08 CPU-s), and a save runs beside the train step every
+epoch. Compressed checkpoints restore as before (tensorstore reads the codec from the array's metadata).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 FORMAT = 2  # meta["format"]: 2 = packed; absent = one orbax array per leaf
+COMPRESS = False  # orbax's default zstd: ~2.5x the CPU of a save, for ~10% less disk on trained weights
 
 
 def _key(k) -> str | int:
@@ -96,6 +100,8 @@ class Checkpointer:
         self.mgr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True),
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(use_compression=COMPRESS),
+                           "meta": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
@@ -109,15 +115,14 @@ class Checkpointer:
         pack, lay = self._packers[key]
         packed = pack(state)
         meta = {**meta, "format": FORMAT, "layout": lay}
-        self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(packed), meta=ocp.args.JsonSave(meta)),
+        self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(packed), meta=ocp.args.JsonSave(meta)),
                       force=force)
 
     def restore(self, step: int, abstract_state):
         """Restore onto the shardings described by ``abstract_state`` (a pytree of ShapeDtypeStruct with sharding)."""
         meta = self.restore_meta(step)
         if meta.pop("format", None) != FORMAT:  # written leaf by leaf
-            out = self.mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-            return out["state"], meta
+            return self._restore_tree(step, abstract_state), meta
         want, got = layout(abstract_state), meta.pop("layout")
         if want != got:
             part = next(p for p in want if want[p] != got.get(p))
@@ -129,7 +134,7 @@ class Checkpointer:
         n_dev, sh = self.mesh.devices.size, _flat_sharding(self.mesh)
         abstract = {part: {dtype: jax.ShapeDtypeStruct((_padded(n, n_dev),), dtype, sharding=sh)
                            for dtype, (_, n) in _groups(entries).items()} for part, entries in want.items()}
-        packed = self.mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        packed = self._restore_tree(step, abstract)
         parts = _parts(abstract_state)
 
         def unpack(pk):
@@ -139,6 +144,10 @@ class Checkpointer:
 
         shardings = jax.tree.map(lambda a: a.sharding, abstract_state)
         return jax.jit(unpack, out_shardings=shardings)(packed), meta
+
+    def _restore_tree(self, step: int, abstract):
+        args = ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+        return self.mgr.restore(step, args=ocp.args.Composite(state=args))["state"]
 
     def restore_meta(self, step: int) -> dict:
         """Only the host-side counters of checkpoint ``step`` (cheap: no arrays are read)."""
