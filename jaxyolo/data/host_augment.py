@@ -29,7 +29,9 @@ log-ratio) attempts), drawn from our generator instead of torch's. Images move b
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -96,14 +98,22 @@ def warp(x, m, backend: str = "pillow"):
         return img.transform(img.size, Image.AFFINE, m, Image.BILINEAR, fillcolor=_FILL)
     a = np.ascontiguousarray(_arr(x))
     h, w = a.shape[:2]
-    inv = np.array([[m[0], m[1], m[2] + 0.5 * (m[0] + m[1]) - 0.5],
-                    [m[3], m[4], m[5] + 0.5 * (m[3] + m[4]) - 0.5]], np.float64)  # pixel-index coordinates
+    inv, inside = _warp_setup(tuple(float(v) for v in m), h, w)
     out = cv2.warpAffine(a, inv, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
-    # Pillow's rule: 0 where the sample point lies outside [0, W) x [0, H); nearest rounding gives the same test
+    return cv2.bitwise_and(out, out, mask=inside)
+
+
+@functools.lru_cache(maxsize=256)  # RandAugment warps at one magnitude: 6 matrices per image size
+def _warp_setup(m: tuple, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """``warp``'s matrix in pixel-index coordinates, and Pillow's inside mask: 0 where the sample point lies outside
+    [0, W) x [0, H) (nearest rounding gives the same test). Both are read only."""
+    inv = np.array([[m[0], m[1], m[2] + 0.5 * (m[0] + m[1]) - 0.5],
+                    [m[3], m[4], m[5] + 0.5 * (m[3] + m[4]) - 0.5]], np.float64)
     inside = cv2.warpAffine(np.ones((h, w), np.uint8), inv, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return cv2.bitwise_and(out, out, mask=inside)
+    inv.flags.writeable = inside.flags.writeable = False
+    return inv, inside
 
 
 def sharpness(x, factor: float):
@@ -132,9 +142,12 @@ def _blend_lut(degenerate: int, factor: float) -> np.ndarray:
     return np.clip(d + np.float32(factor) * (_RAMP - d), 0, 255).astype(np.uint8)
 
 
+_CHANNEL_OFFSETS = np.array([0, 256, 512], np.intp)
+
+
 def _hist(a: np.ndarray) -> np.ndarray:
     """[3, 256] int64 per-channel histogram (``Image.histogram()`` of an RGB image)."""
-    return np.stack([cv2.calcHist([a], [c], None, [256], [0, 256]).reshape(-1) for c in range(3)]).astype(np.int64)
+    return np.bincount((a.reshape(-1, 3) + _CHANNEL_OFFSETS).ravel(), minlength=768).reshape(3, 256).astype(np.int64)
 
 
 def _apply_luts(a: np.ndarray, luts) -> np.ndarray:
@@ -144,32 +157,30 @@ def _apply_luts(a: np.ndarray, luts) -> np.ndarray:
 
 
 def _autocontrast_luts(hist: np.ndarray) -> np.ndarray:
-    """``ImageOps.autocontrast(img)`` (cutoff 0): per channel int(v * 255/(hi-lo) - lo * 255/(hi-lo)), clipped."""
-    luts = []
-    for h in hist:
-        nz = np.flatnonzero(h)
-        lo, hi = int(nz[0]), int(nz[-1])
-        if hi <= lo:
-            luts.append(np.arange(256))
-            continue
-        scale = 255.0 / (hi - lo)
-        luts.append(np.clip(np.trunc(np.arange(256) * scale + (-lo * scale)), 0, 255))
-    return np.stack(luts)
+    """``ImageOps.autocontrast(img)`` (cutoff 0): per channel int(v * 255/(hi-lo) - lo * 255/(hi-lo)), clipped;
+    the identity for a channel with one level (hi <= lo). All three channels at once."""
+    used = hist > 0
+    lo = np.argmax(used, axis=1)
+    hi = 255 - np.argmax(used[:, ::-1], axis=1)
+    flat = hi <= lo
+    scale = 255.0 / np.where(flat, 1, hi - lo).astype(np.float64)[:, None]
+    ramp = np.arange(256)
+    luts = np.clip(np.trunc(ramp * scale + (-lo[:, None] * scale)), 0, 255)
+    return np.where(flat[:, None], ramp, luts)
 
 
 def _equalize_luts(hist: np.ndarray) -> np.ndarray:
     """``ImageOps.equalize(img)``: per channel (step // 2 + values below v) // step, step = (count - count of the
-    last used value) // 255; identity when one value or step 0."""
-    luts = []
-    for h in hist:
-        nz = h[h > 0]
-        step = (int(nz.sum()) - int(nz[-1])) // 255 if len(nz) > 1 else 0
-        if step == 0:
-            luts.append(np.arange(256))
-            continue
-        below = np.concatenate([[0], np.cumsum(h)[:-1]])
-        luts.append(np.clip((step // 2 + below) // step, 0, 255))
-    return np.stack(luts)
+    last used value) // 255; identity when one value or step 0. All three channels at once."""
+    used = hist > 0
+    last = 255 - np.argmax(used[:, ::-1], axis=1)
+    rows = np.arange(len(hist))
+    step = (hist.sum(axis=1) - hist[rows, last]) // 255
+    step = np.where(used.sum(axis=1) > 1, step, 0)
+    below = np.cumsum(hist, axis=1) - hist
+    safe = np.maximum(step, 1)[:, None]
+    luts = np.minimum((safe // 2 + below) // safe, 255)  # (never negative)
+    return np.where((step > 0)[:, None], luts, np.arange(256))
 
 
 def _l_mean(a: np.ndarray) -> int:
@@ -272,10 +283,21 @@ def random_erasing(x: np.ndarray, rng: np.random.Generator, p: float, scale=(0.0
     return x
 
 
+_THREAD = threading.local()
+_ZERO4 = np.zeros(4, np.uint64)
+
+
 def generator(key) -> np.random.Generator:
-    """numpy Philox generator of one example, keyed by its [2] int32 stateless TF seed."""
-    k = np.asarray(key).astype(np.int64) & 0xFFFFFFFF
-    return np.random.Generator(np.random.Philox(key=[int(k[0]), int(k[1])]))
+    """numpy Philox generator of one example, keyed by its [2] int32 stateless TF seed: the stream of
+    ``Generator(Philox(key=key & 0xFFFFFFFF))``. It is the calling thread's one generator with its state set (counter
+    0, empty buffer), ~4 us instead of ~25 for a new one: valid until the thread's next call."""
+    g = getattr(_THREAD, "generator", None)
+    if g is None:
+        g = _THREAD.generator = np.random.Generator(np.random.Philox(0))
+    k = (np.asarray(key).astype(np.int64) & 0xFFFFFFFF).astype(np.uint64)
+    g.bit_generator.state = {"bit_generator": "Philox", "state": {"counter": _ZERO4, "key": k}, "buffer": _ZERO4,
+                             "buffer_pos": 4, "has_uint32": 0, "uinteger": 0}
+    return g
 
 
 def augment_crop(crop: np.ndarray, key, th: int, tw: int, fliplr: float, flipud: float, policy: str,
