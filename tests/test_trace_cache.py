@@ -141,8 +141,9 @@ def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
         assert jax.tree.structure(got) == jax.tree.structure(expected)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
             np.testing.assert_array_equal(a, b)
-    assert [c.traced for c in traced] == [1, 0, 0]
+    assert [c.traced for c in traced] == [1, 0]  # seed 0 again: its variables are read, no executable is loaded
     assert len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 1
+    assert len(list((tmp_path / "jaxyolo-traces").glob("init-variables-*.npz"))) == 2  # seeds 0 and 5
     # the variables' shapes (what loading a .pt checks) come from that file without tracing, and equal eval_shape's
     shapes = variable_shapes(module)
     assert traced[-1].traced == 0
@@ -152,3 +153,22 @@ def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
     other, _ = build_model("yolov8n-cls.yaml", nc=NC + 1)  # no file for this model yet: traced, then written
     variable_shapes(other)
     assert traced[-1].traced == 1 and len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 2
+
+
+def test_kept_init_variables_are_checked_and_small_models_only(monkeypatch, tmp_path):
+    """A damaged variables file is recomputed and replaced; a model over INIT_RESULT_MAX_BYTES keeps no file."""
+    from jaxyolo.engine import model as M
+
+    monkeypatch.setattr(trace_cache, "_compilation_cache_dir", lambda: str(tmp_path))
+    monkeypatch.delenv("JAXYOLO_TRACE_CACHE", raising=False)
+    module, _ = build_model("yolov8n-cls.yaml", nc=NC)
+    ref = init_variables(module, 3)
+    (kept,) = (tmp_path / "jaxyolo-traces").glob("init-variables-*.npz")
+    kept.write_bytes(kept.read_bytes()[:1000])
+    again = init_variables(module, 3)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+    assert trace_cache.read_tree(kept) is not None  # written again, whole
+    monkeypatch.setattr(M, "INIT_RESULT_MAX_BYTES", 1000)
+    init_variables(module, 4)
+    assert len(list((tmp_path / "jaxyolo-traces").glob("init-variables-*.npz"))) == 1

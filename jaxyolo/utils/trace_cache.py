@@ -74,6 +74,50 @@ def _fingerprint() -> str:
     return _FINGERPRINT[0]
 
 
+def result_file(name: str, key) -> Path | None:
+    """Where the result of a pure, deterministic computation described by ``key`` is kept (``read_tree`` /
+    ``write_tree``): a file in the trace cache named by a hash of ``key`` and the fingerprint; None when the cache is
+    off."""
+    d = trace_cache_dir()
+    if d is None:
+        return None
+    h = hashlib.sha256(repr((name, key)).encode())
+    h.update(_fingerprint().encode())
+    return d / f"{name}-{h.hexdigest()[:40]}.npz"
+
+
+def read_tree(path: Path) -> dict | None:
+    """The nested dict of numpy arrays ``write_tree`` wrote, or None (no file; an unreadable one is logged)."""
+    import numpy as np
+    from flax import traverse_util
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flat = {tuple(k.split("/")): z[k] for k in z.files}
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # noqa: BLE001  (a damaged file: computed again and replaced)
+        LOGGER.debug(f"{path}: unreadable ({type(e).__name__}: {e})")
+        return None
+    return traverse_util.unflatten_dict(flat) if flat else None
+
+
+def write_tree(path: Path, tree: dict) -> None:
+    """Keep a nested dict of arrays (string keys without '/') at ``path``, atomically; never raises."""
+    import numpy as np
+    from flax import traverse_util
+
+    flat = traverse_util.flatten_dict(tree)
+    if any("/" in str(k) for path_ in flat for k in path_):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            np.savez(f, **{"/".join(k): np.asarray(v) for k, v in flat.items()})
+    except OSError as e:  # a read-only cache must not stop a run
+        LOGGER.debug(f"{path}: not written ({e})")
+
+
 def _leaf_shardings(sharding, tree, what: str) -> list:
     """One sharding per leaf: ``sharding`` is one for all leaves, or a tree of shardings matching ``tree``."""
     n = tree.num_leaves
