@@ -73,3 +73,15 @@ def append_row(results: str | Path, benchmark: str, numbers: str, ratio: str, ma
         lines += ["", *HEADER.strip().split("\n")[-2:], row]
     res.write_text("\n".join(lines) + "\n")
     print(f"appended to {res}")
+
+
+def child_env(root: Path, tmp: Path) -> dict:
+    """The environment of the benchmarked commands (both sides): this checkout importable, the materialised datasets
+    under ``tmp`` (also set in this process, which materialises them), Ultralytics offline with its settings file
+    under ``tmp`` (no downloads, no prompts, the user's settings untouched)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "JAXYOLO_DATASETS_DIR": str(tmp / "datasets"), "YOLO_OFFLINE": "1",
+           "YOLO_CONFIG_DIR": str(tmp / "ycfg")}
+    os.environ["JAXYOLO_DATASETS_DIR"] = env["JAXYOLO_DATASETS_DIR"]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return env

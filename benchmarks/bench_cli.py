@@ -13,7 +13,6 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -44,10 +43,7 @@ def main():
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_cli_"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAXYOLO_DATASETS_DIR": str(tmp / "datasets"), "YOLO_OFFLINE": "1",
-           "YOLO_CONFIG_DIR": str(tmp / "ycfg")}
-    os.environ["JAXYOLO_DATASETS_DIR"] = env["JAXYOLO_DATASETS_DIR"]
-    sys.path.insert(0, str(ROOT))
+    env = R.child_env(ROOT, tmp)
     from jaxyolo import YOLO
     from jaxyolo.data import load_dataset
 

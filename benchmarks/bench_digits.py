@@ -55,12 +55,9 @@ def main():
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_digits_"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAXYOLO_DATASETS_DIR": str(tmp / "datasets"), "YOLO_OFFLINE": "1",
-           "YOLO_CONFIG_DIR": str(tmp / "ycfg")}
-    sys.path.insert(0, str(ROOT))
+    env = R.child_env(ROOT, tmp)
     if a.cold:
         env["JAXYOLO_COMPILATION_CACHE"] = str(tmp / "xla-cache")
-    os.environ["JAXYOLO_DATASETS_DIR"] = env["JAXYOLO_DATASETS_DIR"]
     from jaxyolo.data import load_dataset
 
     folder = Path(load_dataset("digits").root)

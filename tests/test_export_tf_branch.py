@@ -177,7 +177,10 @@ def test_tflite_fp32_fp16(model, images):
         assert it.get_signature_list() == {"serving_default": {"inputs": ["images"], "outputs": ["output0"]}}
         got = b(nchw(images))  # fed one image at a time (static batch 1)
         assert np.abs(got - ref).max() <= tol, (kw, np.abs(got - ref).max())
-        assert (got.argmax(1) == ref.argmax(1)).all()
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 2 * tol  # a near-tie within the tolerance may rank either way
+        assert clear.sum() >= len(ref) // 2, top2
+        assert (got.argmax(1) == ref.argmax(1))[clear].all()
 
 
 def val_images(dataset):
