@@ -79,11 +79,24 @@ def result_file(name: str, key) -> Path | None:
     ``write_tree``): a file in the trace cache named by a hash of ``key`` and the fingerprint; None when the cache is
     off."""
     d = trace_cache_dir()
-    if d is None:
-        return None
-    h = hashlib.sha256(repr((name, key)).encode())
+    return None if d is None else _cache_path(d, name, (name, key), "npz")
+
+
+def _cache_path(directory: Path, name: str, described, suffix: str) -> Path:
+    """``directory/<name>-<hash>.<suffix>``, the hash of ``repr(described)`` and the fingerprint."""
+    h = hashlib.sha256(repr(described).encode())
     h.update(_fingerprint().encode())
-    return d / f"{name}-{h.hexdigest()[:40]}.npz"
+    return directory / f"{name}-{h.hexdigest()[:40]}.{suffix}"
+
+
+def _write_cache_file(path: Path, write) -> None:
+    """``write(f)`` into ``path`` atomically; a cache that cannot be written (read-only) must not stop a run."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            write(f)
+    except OSError as e:
+        LOGGER.debug(f"{path}: not written ({e})")
 
 
 def read_tree(path: Path) -> dict | None:
@@ -110,12 +123,7 @@ def write_tree(path: Path, tree: dict) -> None:
     flat = traverse_util.flatten_dict(tree)
     if any("/" in str(k) for path_ in flat for k in path_):
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            np.savez(f, **{"/".join(k): np.asarray(v) for k, v in flat.items()})
-    except OSError as e:  # a read-only cache must not stop a run
-        LOGGER.debug(f"{path}: not written ({e})")
+    _write_cache_file(path, lambda f: np.savez(f, **{"/".join(k): np.asarray(v) for k, v in flat.items()}))
 
 
 def _leaf_shardings(sharding, tree, what: str) -> list:
@@ -248,10 +256,8 @@ class CachedJit:
         return flat_fn
 
     def _path(self, sig, shardings) -> Path:
-        h = hashlib.sha256(repr((self.name, self.key, sig, shardings, self.donate_argnums,
-                                 self.compiler_options)).encode())
-        h.update(_fingerprint().encode())
-        return self.cache_dir / f"{self.name}-{h.hexdigest()[:40]}.jaxexport"
+        return _cache_path(self.cache_dir, self.name, (self.name, self.key, sig, shardings, self.donate_argnums,
+                                                       self.compiler_options), "jaxexport")
 
     def _exported(self, flat_fn, jit_kw, sig, args):
         from jax import export
@@ -271,10 +277,5 @@ class CachedJit:
             LOGGER.debug(f"{path}: unreadable ({type(e).__name__}: {e}); tracing again")
         abstract = [[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in jax.tree.leaves(a)] for a in args]
         exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[jax.default_backend()])(*abstract)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as f:
-                f.write(exp.serialize())
-        except OSError as e:  # a read-only cache must not stop a run
-            LOGGER.debug(f"{path}: not written ({e})")
+        _write_cache_file(path, lambda f: f.write(exp.serialize()))
         return exp
