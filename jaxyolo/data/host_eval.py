@@ -171,19 +171,19 @@ def _batches(one, rows, labels, shape, threads: int):
         row = next(rows, None)
         if row is not None:
             x = np.zeros(shape, np.uint8)
-            valid = np.flatnonzero(row >= 0)
-            chunks = np.array_split(valid, min(threads, len(valid))) if len(valid) else []
-            pending.append((row, x, [ex.submit(fill, x, row, c) for c in chunks]))
+            valid = row >= 0
+            slots = np.flatnonzero(valid)
+            chunks = np.array_split(slots, min(threads, len(slots))) if len(slots) else []
+            pending.append((row, valid, x, [ex.submit(fill, x, row, c) for c in chunks]))
 
     try:
         for _ in range(PREFETCH + 1):
             submit()
         while pending:
-            row, x, futures = pending.popleft()
+            row, valid, x, futures = pending.popleft()
             submit()
             for f in futures:
                 f.result()
-            valid = row >= 0
             yield x, np.where(valid, labels[np.maximum(row, 0)], 0).astype(np.int32), valid
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
