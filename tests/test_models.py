@@ -1,5 +1,6 @@
 """Foundation: the model zoo's parameter counts, FLOPs, state-dict layout, shapes and modes."""
 
+import functools
 import re
 from pathlib import Path
 
@@ -173,6 +174,33 @@ def test_cpu_convolutions_run_as_matmuls_but_export_as_convolutions(y11n10):
     np.testing.assert_allclose(probs, e_probs, atol=1e-6)
     g, e = (np.concatenate([np.ravel(a) for a in jax.tree.leaves(t)]) for t in (grads, e_grads))
     assert np.abs(g - e).max() <= 1e-4 * np.abs(e).max()  # float32 sums in another order
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
+    """The 1x1 convolution as a dot has its own backward pass (``_pointwise_dot``: the kernel gradient as x^T g over
+    the flattened pixels); values, dtypes and shapes of both gradients are the convolution's."""
+    from jax import lax
+
+    from jaxyolo.nn.modules import _pointwise_matmul
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((3, 5, 4, 6)), dtype)
+    w = jnp.asarray(rng.standard_normal((1, 1, 6, 7)), dtype)
+
+    def loss(impl, x, w):
+        y = impl(x, w, (1, 1), ((0, 0), (0, 0)))
+        return jnp.sum(jnp.sin(y.astype(jnp.float32)) * jnp.arange(7.0))
+
+    def conv(x, w, strides, padding):
+        return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    want = jax.grad(functools.partial(loss, conv), (0, 1))(x, w)
+    got = jax.jit(jax.grad(functools.partial(loss, _pointwise_matmul), (0, 1)))(x, w)
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")

@@ -46,5 +46,5 @@ def enable_compilation_cache() -> str | None:
         LOGGER.debug(f"compilation cache disabled: {e}")
         return None
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return str(path)
