@@ -53,7 +53,9 @@ def _timeit(fn, steps: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
+def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000, compiler_options=None):
+    """The jitted train step (SGD recipe, donated state) and its inputs: ``(step, state, (x, y, hp, key), module,
+    dtype)``; shared with profile_step.py."""
     import jax
     import jax.numpy as jnp
 
@@ -61,8 +63,6 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step
     from jaxyolo.nn.build import build_model
-    from jaxyolo.nn.modules import inference_compiler_options
-    from jaxyolo.nn.summary import gflops
 
     module, cfg = build_model(f"{model_name}.yaml", nc=nc)
     dtype = jnp.bfloat16 if bf16 else jnp.float32
@@ -73,12 +73,22 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     recipe = optim.resolve_recipe(args, nc, 100000, 1000)
     tx = optim.build_tx(recipe, variables["params"])
     state = create_state(variables, tx)
-    step = jax.jit(make_train_step(module, tx, 0.0, dtype), donate_argnums=(0,))
+    step = jax.jit(make_train_step(module, tx, 0.0, dtype), donate_argnums=(0,), compiler_options=compiler_options)
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.integers(0, 256, (batch, imgsz, imgsz, 3), dtype=np.uint8))
     y = jax.device_put(rng.integers(0, nc, (batch,), dtype=np.int32))
     hp = jnp.asarray([0.01, 0.01, 0.01, 0.937, 1.0], jnp.float32)
     key = np.int32(0)  # the batch index (the step folds it into its dropout key)
+    return step, state, (x, y, hp, key), module, dtype
+
+
+def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
+    import jax
+
+    from jaxyolo.nn.modules import inference_compiler_options
+    from jaxyolo.nn.summary import gflops
+
+    step, state, (x, y, hp, key), module, dtype = jax_step(model_name, imgsz, batch, bf16, nc)
     t0 = time.perf_counter()
     state, loss = step(state, x, y, hp, key)
     loss.block_until_ready()

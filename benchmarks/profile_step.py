@@ -1,0 +1,159 @@
+"""Where a jaxyolo train step's time goes, op by op, on CPU or GPU: the profile behind a bench_train_step ratio.
+
+    python benchmarks/profile_step.py --model yolov8n-cls --imgsz 224 --batch 32                 # CPU
+    python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16         # GPU (MFU)
+    python benchmarks/profile_step.py --compiler-options '{"xla_cpu_experimental_ynn_fusion_type": ""}'
+
+Builds the train step bench_train_step.py times (``jax_step``), compiles it, records --steps steps with
+``jax.profiler`` (a Perfetto trace) and maps every timed op back to its instruction in the optimized HLO. Prints the
+step time, a table by category (convolution forward / input gradient / kernel gradient, cuDNN calls by kind, dots,
+and the other fusions by XLA's name for them, e.g. ``transpose_copy_fusion``) and the --top single ops with their shapes and what they compute.
+Session 15 found the 1x1 convolutions' BatchNorm backward written in a transposed layout this way (76 of 510 ms at
+224 on CPU). Prints only; nothing is appended to RESULTS.md (findings go to its notes by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\((.*)$", re.M)
+_COMP = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) [^\n]*\{\n(.*?)\n\}", re.M | re.S)
+
+
+def hlo_ops(hlo: str) -> dict:
+    """``{instruction name: (shape, category, detail)}`` for the optimized HLO text of one executable."""
+    bodies = {m.group(1): m.group(2) for m in _COMP.finditer(hlo)}
+    ops = {}
+    for name, shape, opcode, rest in _INSTR.findall(hlo):
+        body = f"{opcode}({rest}"
+        if opcode == "fusion" and (m := re.search(r"calls=%?([\w.\-]+)", rest)):
+            body = bodies.get(m.group(1), rest)
+        ops[name] = (shape, *categorise(name, body))
+    return ops
+
+
+def categorise(name: str, body: str) -> tuple[str, str]:
+    """(category, detail) of instruction ``name`` from its text and (for fusions) its fused computation: convolutions
+    by direction, cuDNN calls by kind, dots, and everything else by XLA's own name for it (``transpose_copy_fusion``,
+    ``multiply_add_fusion``, ...: what the fusion computes) without the numeric suffix."""
+    if m := re.search(r'custom_call_target="([^"]+)"', body):
+        target = m.group(1)
+        if "conv" in target.lower():
+            kind = ("kernel gradient" if "Filter" in target else "input gradient" if "BackwardInput" in target
+                    else "forward")
+            return f"conv {kind} (cuDNN)", target
+        return "custom call", target
+    if m := re.search(r"convolution\(.*?window=\{([^}]*)\}", body):
+        window = m.group(1)
+        size = [int(v) for v in re.findall(r"\d+", window.split("size=")[1].split()[0])] if "size=" in window else []
+        if size and max(size) > 7:  # a window the size of a feature map: the kernel gradient of a small kernel
+            kind = "kernel gradient"
+        elif "lhs_dilate" in window or "rhs_reversal" in window:
+            kind = "input gradient"
+        else:  # (a stride-1 input gradient is a forward convolution of the flipped kernel to XLA: counted here)
+            kind = "forward"
+        return f"conv {kind}", window
+    if re.search(r"\bdot\(", body):
+        return "dot", ""
+    return re.sub(r"(\.\d+)+$", "", name), ""
+
+
+def trace_times(trace_dir: str, ops: dict, n_steps: int) -> dict:
+    """``{instruction: ms per step}`` from the Perfetto trace: complete events named after an HLO instruction (the
+    executed thunks on CPU, the kernels' HLO ops on GPU)."""
+    files = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
+    if not files:
+        raise SystemExit(f"{trace_dir}: jax.profiler wrote no Perfetto trace")
+    events = json.load(gzip.open(files[0]))["traceEvents"]
+    times = collections.Counter()
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        args = e.get("args") or {}
+        name = next((n for n in (e.get("name"), args.get("hlo_op"), args.get("long_name", "").split(" ")[0])
+                     if n in ops), None)
+        if name is not None:
+            times[name] += e.get("dur", 0) / 1e3 / n_steps
+    if not times:  # another backend's naming: say what the trace holds instead of printing an empty table
+        common = collections.Counter(e.get("name") for e in events if e.get("ph") == "X").most_common(15)
+        raise SystemExit(f"no trace event is named after an instruction of the step's HLO; the most frequent "
+                         f"event names: {common}")
+    return dict(times)
+
+
+def profile(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compiler_options=None) -> dict:
+    import jax
+
+    from bench_train_step import jax_step
+
+    step, state, inputs, _, _ = jax_step(model, imgsz, batch, bf16, compiler_options=compiler_options)
+    compiled = step.lower(state, *inputs).compile()
+    ops = hlo_ops(compiled.as_text())
+
+    def run(n: int):
+        nonlocal state
+        for _ in range(n):
+            state, loss = compiled(state, *inputs)
+        loss.block_until_ready()
+
+    run(2)
+    t0 = time.perf_counter()
+    run(steps)
+    step_ms = (time.perf_counter() - t0) / steps * 1e3
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            run(steps)
+        times = trace_times(d, ops, steps)
+    return {"step_ms": step_ms, "ops": ops, "times": times, "backend": jax.default_backend()}
+
+
+def report(r: dict, top: int) -> str:
+    ops, times = r["ops"], r["times"]
+    by_cat = collections.Counter()
+    for name, ms in times.items():
+        by_cat[ops[name][1]] += ms
+    total = sum(times.values())
+    lines = [f"step {r['step_ms']:.1f} ms (wall, {r['backend']}); ops in the trace {total:.1f} ms per step "
+             f"({len(times)} of {len(ops)} instructions timed; on CPU the ops of one step can overlap)",
+             f"{'category':<28}{'ms/step':>10}{'share':>8}"]
+    lines += [f"{cat:<28}{ms:>10.2f}{ms / max(total, 1e-9):>8.1%}" for cat, ms in by_cat.most_common()]
+    lines.append(f"top {top} ops:")
+    for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
+        shape, cat, detail = ops[name]
+        lines.append(f"  {ms:8.2f} ms  {name:<32} {cat:<26} {shape[:40]:<40} {detail[:60]}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="yolov8n-cls")
+    ap.add_argument("--imgsz", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--bf16", action="store_true", help="bf16 compute (the GPU benchmark's setting)")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--compiler-options", default=None, help="JSON dict passed to jax.jit(compiler_options=...)")
+    a = ap.parse_args()
+    opts = json.loads(a.compiler_options) if a.compiler_options else None
+    import jaxyolo.engine  # noqa: F401  (its XLA:CPU settings, as in bench_train_step)
+
+    r = profile(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)
+    print(f"{a.model} imgsz={a.imgsz} batch={a.batch} {'bf16' if a.bf16 else 'fp32'}"
+          + (f" compiler_options={opts}" if opts else ""))
+    print(report(r, a.top))
+
+
+if __name__ == "__main__":
+    main()
