@@ -127,8 +127,8 @@ def report(r: dict, top: int) -> str:
     total = sum(times.values())
     lines = [f"step {r['step_ms']:.1f} ms (wall, {r['backend']}); ops in the trace {total:.1f} ms per step "
              f"({len(times)} of {len(ops)} instructions timed; on CPU the ops of one step can overlap)",
-             f"{'category':<28}{'ms/step':>10}{'share':>8}"]
-    lines += [f"{cat:<28}{ms:>10.2f}{ms / max(total, 1e-9):>8.1%}" for cat, ms in by_cat.most_common()]
+             f"{'category':<34}{'ms/step':>10}{'share':>8}"]
+    lines += [f"{cat:<34}{ms:>10.2f}{ms / max(total, 1e-9):>8.1%}" for cat, ms in by_cat.most_common(2 * top)]
     lines.append(f"top {top} ops:")
     for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
         shape, cat, detail = ops[name]
