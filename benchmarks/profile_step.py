@@ -7,7 +7,8 @@
 Builds the train step bench_train_step.py times (``jax_step``), compiles it, records --steps steps with
 ``jax.profiler`` (a Perfetto trace) and maps every timed op back to its instruction in the optimized HLO. Prints the
 step time, a table by category (convolution forward / input gradient / kernel gradient, cuDNN calls by kind, dots,
-and the other fusions by XLA's name for them, e.g. ``transpose_copy_fusion``) and the --top single ops with their shapes and what they compute.
+and the other fusions by XLA's name for them, e.g. ``transpose_copy_fusion``) and the --top single ops with their
+shapes and what they compute.
 Session 15 found the 1x1 convolutions' BatchNorm backward written in a transposed layout this way (76 of 510 ms at
 224 on CPU). Prints only; nothing is appended to RESULTS.md (findings go to its notes by hand).
 """
@@ -132,7 +133,7 @@ def report(r: dict, top: int) -> str:
     lines.append(f"top {top} ops:")
     for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
         shape, cat, detail = ops[name]
-        lines.append(f"  {ms:8.2f} ms  {name:<32} {cat:<26} {shape[:40]:<40} {detail[:60]}")
+        lines.append(f"  {ms:8.2f} ms  {name:<32} {cat:<28} {shape[:40]:<40} {detail[:60]}")
     return "\n".join(lines)
 
 

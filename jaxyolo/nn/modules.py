@@ -9,8 +9,8 @@ Every block takes ``c1`` (input channels) as its first field like Ultralytics do
 from __future__ import annotations
 
 import contextlib
-import functools
 import contextvars
+import functools
 import math
 from typing import Any, Sequence
 
