@@ -147,10 +147,21 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--compiler-options", default=None, help="JSON dict passed to jax.jit(compiler_options=...)")
     a = ap.parse_args()
-    opts = json.loads(a.compiler_options) if a.compiler_options else None
+    try:
+        opts = json.loads(a.compiler_options) if a.compiler_options else None
+    except json.JSONDecodeError as e:
+        ap.error(f"--compiler-options {a.compiler_options!r}: not JSON ({e}); expected an object such as "
+                 f"'{{\"xla_cpu_experimental_ynn_fusion_type\": \"\"}}'")
+    if opts is not None and not isinstance(opts, dict):
+        ap.error(f"--compiler-options {a.compiler_options!r}: expected a JSON object (option name -> value)")
     import jaxyolo.engine  # noqa: F401  (its XLA:CPU settings, as in bench_train_step)
 
-    r = profile(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)
+    from jaxyolo.nn.build import ModelConfigError
+
+    try:
+        r = profile(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)
+    except ModelConfigError as e:  # e.g. --model yolov9z-cls: the message names the file and the shipped models
+        ap.error(f"--model {a.model}: {e}")
     print(f"{a.model} imgsz={a.imgsz} batch={a.batch} {'bf16' if a.bf16 else 'fp32'}"
           + (f" compiler_options={opts}" if opts else ""))
     print(report(r, a.top))
