@@ -61,7 +61,7 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
 
     from jaxyolo.engine import optim
     from jaxyolo.engine.model import init_variables
-    from jaxyolo.engine.steps import create_state, make_train_step
+    from jaxyolo.engine.steps import create_state, make_train_step, update_mode
     from jaxyolo.nn.build import build_model
 
     module, cfg = build_model(f"{model_name}.yaml", nc=nc)
@@ -73,7 +73,8 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     recipe = optim.resolve_recipe(args, nc, 100000, 1000)
     tx = optim.build_tx(recipe, variables["params"])
     state = create_state(variables, tx)
-    step = jax.jit(make_train_step(module, tx, 0.0, dtype), donate_argnums=(0,), compiler_options=compiler_options)
+    step = jax.jit(make_train_step(module, tx, 0.0, dtype, update=update_mode(recipe.accumulate)), donate_argnums=(0,),
+                   compiler_options=compiler_options)
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.integers(0, 256, (batch, imgsz, imgsz, 3), dtype=np.uint8))
     y = jax.device_put(rng.integers(0, nc, (batch,), dtype=np.int32))

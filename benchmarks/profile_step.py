@@ -71,20 +71,46 @@ def categorise(name: str, body: str) -> tuple[str, str]:
     return re.sub(r"(\.\d+)+$", "", name), ""
 
 
+def kernel_category(kernel: str) -> str:
+    """The category of a GPU kernel XLA did not name after an HLO instruction (a library's kernel inside a command
+    buffer; an XLA fusion whose kernel name is not an instruction's): cuDNN convolutions by pass (fprop/dgrad/wgrad),
+    GEMMs, copies, fusions by XLA's name."""
+    if re.fullmatch(r"[a-z_]*(fusion|wrapped)[a-z_]*(_\d+)?", kernel):  # an XLA fusion the HLO text names otherwise
+        return re.sub(r"_\d+$", "", kernel)
+    k = kernel.lower()
+    if any(t in k for t in ("fprop", "dgrad", "wgrad")):
+        return "conv " + next(t for t in ("fprop", "dgrad", "wgrad") if t in k) + " (cuDNN kernel)"
+    if any(t in k for t in ("conv", "cudnn", "nhwc", "xmma", "implicit")):
+        return "conv other (cuDNN kernel)"
+    if any(t in k for t in ("nvjet", "gemm", "cublas", "splitk")):
+        return "gemm (cuBLAS kernel)"
+    if k.startswith(("memcpy", "memset")):
+        return "memcpy/memset"
+    return "other kernel"
+
+
 def trace_times(trace_dir: str, ops: dict, n_steps: int) -> dict:
     """``{instruction: ms per step}`` from the Perfetto trace: complete events named after an HLO instruction (the
-    executed thunks on CPU, the kernels' HLO ops on GPU)."""
+    executed thunks on CPU; on GPU the kernels of the device's timeline, named ``fusion_12`` for ``fusion.12``).
+    GPU kernels with other names (cuDNN/cuBLAS kernels inside a command buffer) are added to ``ops`` as
+    ``kernel:<name>`` with a category from their name."""
     files = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
     if not files:
         raise SystemExit(f"{trace_dir}: jax.profiler wrote no Perfetto trace")
     events = json.load(gzip.open(files[0]))["traceEvents"]
+    devices = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+               and "/device:" in str((e.get("args") or {}).get("name", ""))}
     times = collections.Counter()
     for e in events:
-        if e.get("ph") != "X":
+        if e.get("ph") != "X" or (devices and e.get("pid") not in devices):
             continue
         args = e.get("args") or {}
-        name = next((n for n in (e.get("name"), args.get("hlo_op"), args.get("long_name", "").split(" ")[0])
-                     if n in ops), None)
+        raw = e.get("name", "")
+        name = next((n for n in (raw, re.sub(r"_(\d+)$", r".\1", raw), args.get("hlo_op"),
+                                 args.get("long_name", "").split(" ")[0]) if n in ops), None)
+        if name is None and devices:  # a library kernel: named by itself
+            name = f"kernel:{raw[:70]}"
+            ops.setdefault(name, ("", kernel_category(raw), raw[:60]))
         if name is not None:
             times[name] += e.get("dur", 0) / 1e3 / n_steps
     if not times:  # another backend's naming: say what the trace holds instead of printing an empty table
@@ -127,13 +153,13 @@ def report(r: dict, top: int) -> str:
         by_cat[ops[name][1]] += ms
     total = sum(times.values())
     lines = [f"step {r['step_ms']:.1f} ms (wall, {r['backend']}); ops in the trace {total:.1f} ms per step "
-             f"({len(times)} of {len(ops)} instructions timed; on CPU the ops of one step can overlap)",
+             f"({len(times)} ops timed; on CPU the ops of one step can overlap, on GPU the wall time beyond them is idle)",
              f"{'category':<34}{'ms/step':>10}{'share':>8}"]
     lines += [f"{cat:<34}{ms:>10.2f}{ms / max(total, 1e-9):>8.1%}" for cat, ms in by_cat.most_common(2 * top)]
     lines.append(f"top {top} ops:")
     for name, ms in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
         shape, cat, detail = ops[name]
-        lines.append(f"  {ms:8.2f} ms  {name:<32} {cat:<28} {shape[:40]:<40} {detail[:60]}")
+        lines.append(f"  {ms:8.2f} ms  {name[:40]:<40} {cat:<28} {shape[:40]:<40} {detail[:60]}")
     return "\n".join(lines)
 
 

@@ -30,3 +30,28 @@ def test_categorise_reads_cudnn_calls_and_convolution_windows():
     assert c("ynn_fusion.7", "%c = convolution(%a, %b), window={size=3x3 stride=2x2 pad=1_1x1_1}")[0] == \
         "conv forward"
     assert c("transpose_copy_fusion.12", "%t = transpose(%a)")[0] == "transpose_copy_fusion"
+
+
+def test_gpu_trace_counts_the_device_timeline_and_names_library_kernels(tmp_path):
+    """A GPU trace (events as jax 0.11 writes them on an H200): kernels on the '/device:GPU:0' timeline, XLA's named
+    ``fusion_12`` for instruction ``fusion.12``, cuDNN/cuBLAS kernels named by the library; the host's launch events
+    (same names) are not added in."""
+    import gzip
+    import json
+
+    ev = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
+          {"ph": "M", "name": "process_name", "pid": 7, "args": {"name": "/host:CPU"}},
+          {"ph": "X", "pid": 1, "name": "loop_multiply_fusion_12", "dur": 300.0, "args": {"hlo_op": "command_buffer_1"}},
+          {"ph": "X", "pid": 1, "name": "sm90_xmma_wgrad_indexed_implicit_gemm_bf16", "dur": 500.0},
+          {"ph": "X", "pid": 1, "name": "nvjet_sm90_tst_64x512_64x2_1x2_h_ssched_bz_coopB_TNT", "dur": 100.0},
+          {"ph": "X", "pid": 1, "name": "input_reduce_fusion_3", "dur": 50.0},
+          {"ph": "X", "pid": 7, "name": "loop_multiply_fusion.12", "dur": 900.0}]
+    (tmp_path / "p").mkdir()
+    with gzip.open(tmp_path / "p" / "x.trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": ev}, f)
+    ops = {"loop_multiply_fusion.12": ("bf16[8]", "loop_multiply_fusion", "")}
+    t = profile_step.trace_times(str(tmp_path), ops, n_steps=2)
+    assert t["loop_multiply_fusion.12"] == 0.15  # 300 us over 2 steps; the host's 900 us event not counted
+    cats = {ops[n][1]: ms for n, ms in t.items()}
+    assert cats == {"loop_multiply_fusion": 0.15, "conv wgrad (cuDNN kernel)": 0.25, "gemm (cuBLAS kernel)": 0.05,
+                    "input_reduce_fusion": 0.025}, cats

@@ -44,3 +44,49 @@ def test_train_step_dropout_key_is_fold_in_of_seed_and_batch_index():
     assert float(step(state, x, y, hp, np.int32(3))[1]) == loss[3]  # same (seed, ni): same mask
     other_seed = _setup(seed=8)
     assert float(other_seed[3](other_seed[2], x, y, hp, np.int32(3))[1]) != loss[3]
+
+
+def test_update_modes_give_the_same_train_state():
+    """The three ways the step applies the optimizer are one computation: "select" (GPUs) equals "cond" over an
+    accumulate-2 cadence (hp[4] = 0, 1, 0, 1), and "always" (accumulate 1) equals "cond" with hp[4] = 1 every batch.
+    A wrong mode choice would cost speed only, a wrong mode would silently change training: this pins the maths."""
+    module, variables, state0, _, x, y, hp = _setup(seed=0)
+    tx = optim.build_tx(optim.resolve_recipe(dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD",
+                                                  lr0=0.01, momentum=0.9, warmup_bias_lr=0.1, warmup_epochs=0.0,
+                                                  warmup_momentum=0.8, lrf=0.01, cos_lr=False), NC, 100, 10),
+                        variables["params"])
+    module = module.clone(dropout=0.0)
+
+    def run(update, flags):
+        step = jax.jit(make_train_step(module, tx, update=update))
+        s = create_state(variables, tx)
+        for ni, f in enumerate(flags):
+            s, _ = step(s, x, y, hp.at[4].set(f), np.int32(ni))
+        return s
+
+    def assert_same(a, b):
+        """Equal up to fusion-order rounding (which a few steps of BatchNorm amplify): the two states differ by under
+        1% of how far training moved the parameters, and took the same number of updates."""
+        flat = lambda s: np.concatenate([np.ravel(v) for v in jax.tree.leaves((s.params, s.ema, s.opt_state))])
+        moved = np.linalg.norm(flat(a) - flat(state0))
+        assert int(a.updates) == int(b.updates) and moved > 0
+        assert np.linalg.norm(flat(a) - flat(b)) < 0.01 * moved, (np.linalg.norm(flat(a) - flat(b)), moved)
+
+    cadence = [0.0, 1.0, 0.0, 1.0]
+    cond, select = run("cond", cadence), run("select", cadence)
+    assert int(cond.updates) == 2
+    assert_same(cond, select)
+    assert_same(run("cond", [1.0] * 3), run("always", [0.0] * 3))  # "always" ignores hp[4]
+
+
+def test_update_mode_choice_and_bad_mode():
+    from jaxyolo.engine.steps import update_mode
+
+    assert update_mode(1) == "always"
+    assert update_mode(4) == ("select" if jax.default_backend() == "gpu" else "cond")
+    try:
+        make_train_step(None, None, update="sometimes")
+    except ValueError as e:
+        assert "update='sometimes'" in str(e) and "always, cond, select" in str(e)
+    else:
+        raise AssertionError("an unknown update mode must be refused")

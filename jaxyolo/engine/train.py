@@ -25,7 +25,7 @@ from jaxyolo.cfg import check_aug_backend, get_cfg
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
-from jaxyolo.engine.steps import create_state, make_train_step
+from jaxyolo.engine.steps import create_state, make_train_step, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
@@ -188,7 +188,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
     rep = parallel.replicated(mesh)
-    step_fn = CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"])),
+    step_fn = CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"]),
+                                        update_mode(recipe.accumulate)),
                         name="train_step", key=(repr(module), repr(recipe), float(args["label_smoothing"]),
                                                 jnp.dtype(dtype).name, int(args["seed"])),
                         out_tree=jax.tree.structure((state, 0)), in_shardings=(shardings, batch_sh, batch_sh, rep, rep),

@@ -276,6 +276,8 @@ class CachedJit:
         except Exception as e:  # noqa: BLE001  (a damaged or foreign file: trace again and replace it)
             LOGGER.debug(f"{path}: unreadable ({type(e).__name__}: {e}); tracing again")
         abstract = [[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in jax.tree.leaves(a)] for a in args]
-        exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[jax.default_backend()])(*abstract)
+        # The lowering platform ('cuda'/'rocm', not jax.default_backend()'s 'gpu': an Exported for 'gpu' cannot be
+        # called on a CUDA device, which broke every step on GPUs until session 16).
+        exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[export.default_export_platform()])(*abstract)
         _write_cache_file(path, lambda f: f.write(exp.serialize()))
         return exp
