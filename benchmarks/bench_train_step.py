@@ -236,6 +236,17 @@ def main():
     import jaxyolo.engine  # noqa: F401  (its settings for XLA:CPU, utils/malloc.py, before JAX's backend starts)
     from jaxyolo.utils import malloc
 
+    from jaxyolo.nn.build import ModelConfigError, build_model
+
+    for name in a.models.split(","):  # every model before any timing: a typo ends here, not after minutes of runs
+        try:
+            build_model(f"{name}.yaml", nc=10)
+        except ModelConfigError as e:  # the message names the file and the shipped models
+            ap.error(f"--models {name}: {e}")
+    try:
+        sizes = [int(v) for v in a.imgsz.split(",")]
+    except ValueError:
+        ap.error(f"--imgsz {a.imgsz!r}: expected comma-separated integers such as 224,64")
     dev = jax.devices()[0]
     machine = f"{dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, {platform.python_version()}"
     versions = f"jax {jax.__version__}"
@@ -253,7 +264,7 @@ def main():
         print(f"CPU matmul ceiling (2048^3 fp32, XLA): {ceiling / 1e9:.0f} GFLOP/s")
     rows = []
     for name in a.models.split(","):
-        for s in (int(v) for v in a.imgsz.split(",")):
+        for s in sizes:
             j = jax_train(name, s, a.batch, a.bf16, a.steps, a.repeats)
             t = t_same = None
             if not a.no_ultralytics:
