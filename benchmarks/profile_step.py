@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py --model yolov8n-cls --imgsz 224 --batch 32                 # CPU
     python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16         # GPU (MFU)
     python benchmarks/profile_step.py --compiler-options '{"xla_cpu_experimental_ynn_fusion_type": ""}'
+    python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16 --breakdown   # + fwd/bwd/rest
 
 Builds the train step bench_train_step.py times (``jax_step``), compiles it, records --steps steps with
 ``jax.profiler`` (a Perfetto trace) and maps every timed op back to its instruction in the optimized HLO. Prints the
@@ -146,6 +147,54 @@ def profile(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compiler
     return {"step_ms": step_ms, "ops": ops, "times": times, "backend": jax.default_backend()}
 
 
+def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compiler_options=None) -> dict:
+    """Median ms of the train-mode forward pass (loss only), forward+backward (``value_and_grad``) and the whole train
+    step, each jitted alone on the same inputs: what the backward pass and the optimizer/EMA part cost, and on GPU
+    whether the step waits on the host (session 16: the step took 12.9 ms where forward+backward took 9.3)."""
+    import jax
+
+    from bench_train_step import _timeit, jax_step
+    from jaxyolo.engine.steps import cross_entropy, to_input
+
+    step, state, (x, y, hp, key), module, dtype = jax_step(model, imgsz, batch, bf16, compiler_options=compiler_options)
+
+    def loss_fn(params, batch_stats):
+        logits, new = module.apply({"params": params, "batch_stats": batch_stats}, to_input(x, dtype), train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)})
+        return cross_entropy(logits, y).mean(), new["batch_stats"]
+
+    fns = {"forward": jax.jit(loss_fn, compiler_options=compiler_options),
+           "forward+backward": jax.jit(jax.value_and_grad(loss_fn, has_aux=True), compiler_options=compiler_options)}
+    out = {}
+    for name, fn in fns.items():
+        def run(n, fn=fn):
+            r = None
+            for _ in range(n):
+                r = fn(state.params, state.batch_stats)
+            jax.block_until_ready(r)
+
+        run(2)
+        out[name] = _timeit(run, steps, 3) * 1e3
+    holder = {"s": state}
+
+    def run_step(n):
+        s, loss = holder["s"], None
+        for _ in range(n):
+            s, loss = step(s, x, y, hp, key)
+        loss.block_until_ready()
+        holder["s"] = s
+
+    run_step(2)
+    out["step"] = _timeit(run_step, steps, 3) * 1e3
+    return out
+
+
+def breakdown_report(b: dict) -> str:
+    fwd, fb, st = b["forward"], b["forward+backward"], b["step"]
+    return (f"forward {fwd:.2f} ms | backward {fb - fwd:.2f} ms (forward+backward {fb:.2f}) | optimizer, clip, EMA "
+            f"and anything else in the step {st - fb:.2f} ms | whole step {st:.2f} ms (medians of 3 x --steps)")
+
+
 def report(r: dict, top: int) -> str:
     ops, times = r["ops"], r["times"]
     by_cat = collections.Counter()
@@ -172,6 +221,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--compiler-options", default=None, help="JSON dict passed to jax.jit(compiler_options=...)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the forward pass and forward+backward alone (separate jits, same inputs)")
     a = ap.parse_args()
     try:
         opts = json.loads(a.compiler_options) if a.compiler_options else None
@@ -191,6 +242,8 @@ def main():
     print(f"{a.model} imgsz={a.imgsz} batch={a.batch} {'bf16' if a.bf16 else 'fp32'}"
           + (f" compiler_options={opts}" if opts else ""))
     print(report(r, a.top))
+    if a.breakdown:
+        print(breakdown_report(breakdown(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)))
 
 
 if __name__ == "__main__":

@@ -55,3 +55,11 @@ def test_gpu_trace_counts_the_device_timeline_and_names_library_kernels(tmp_path
     cats = {ops[n][1]: ms for n, ms in t.items()}
     assert cats == {"loop_multiply_fusion": 0.15, "conv wgrad (cuDNN kernel)": 0.25, "gemm (cuBLAS kernel)": 0.05,
                     "input_reduce_fusion": 0.025}, cats
+
+
+def test_breakdown_times_forward_backward_and_the_whole_step():
+    b = profile_step.breakdown("yolov8n-cls", 32, 2, False, steps=2)
+    assert set(b) == {"forward", "forward+backward", "step"} and all(v > 0 for v in b.values()), b
+    assert b["forward"] < b["forward+backward"], b  # the backward pass is never free
+    text = profile_step.breakdown_report(b)
+    assert text.startswith("forward ") and "whole step" in text
