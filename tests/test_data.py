@@ -89,6 +89,17 @@ def write_zoo(d: Path, seed=0):
     return out
 
 
+def write_classes(root: Path, counts: dict, write) -> None:
+    """Classes a and b under ``root/<split>/`` with ``counts[split]`` images each, written by ``write(dir, class,
+    i)``."""
+    for split, n in counts.items():
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                write(d, c, i)
+
+
 def write_bad(d: Path):
     """The bad-file zoo; returns the list of bad files."""
     d.mkdir(parents=True, exist_ok=True)
@@ -598,12 +609,8 @@ def test_read_only_dataset_caches_elsewhere(tmp_path, monkeypatch):
     from jaxyolo.data import folders
 
     root = tmp_path / "ro"
-    for split, n in (("train", 8), ("val", 4)):
-        for c in ("a", "b"):
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(natural(24, 24, i + 100 * (c == "b"))).save(d / f"{i}.png")
+    write_classes(root, {"train": 8, "val": 4},
+                  lambda d, c, i: Image.fromarray(natural(24, 24, i + 100 * (c == "b"))).save(d / f"{i}.png"))
     before = sorted(str(p) for p in root.rglob("*"))
     cache = tmp_path / "cache"
     monkeypatch.setenv("JAXYOLO_CACHE_DIR", str(cache))
@@ -630,13 +637,12 @@ def test_png_bmp_folder_scan_imports_no_tensorflow_and_keeps_rejecting_broken_fi
     took 2.3 s of a first digits run): a folder of them scans without importing TensorFlow, with the sizes Pillow
     reads; truncated PNG/BMP files still end up skipped with their reason (OpenCV fails them, then TF and Pillow)."""
     root = tmp_path / "ds"
-    for split, n in (("train", 3), ("val", 2)):
-        for c in ("a", "b"):
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(natural(20 + i, 30 + 2 * i, i)).save(d / f"{i}.png")
-                Image.fromarray(natural(25, 17 + i, i + 9)).save(d / f"{i}.bmp")
+
+    def write(d, c, i):
+        Image.fromarray(natural(20 + i, 30 + 2 * i, i)).save(d / f"{i}.png")
+        Image.fromarray(natural(25, 17 + i, i + 9)).save(d / f"{i}.bmp")
+
+    write_classes(root, {"train": 3, "val": 2}, write)
     code = textwrap.dedent(f"""
         import sys
         from jaxyolo.data import load_dataset
