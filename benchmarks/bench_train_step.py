@@ -83,6 +83,22 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     return step, state, (x, y, hp, key), module, dtype
 
 
+def step_runner(step, state, inputs):
+    """``run(n)``: n train steps ``step(state, *inputs)`` carrying the (donated) state on, then waiting for the last
+    loss; ``run.state()`` is the state after the last run. Shared with profile_step.py."""
+    carried = [state]
+
+    def run(n: int):
+        s, loss = carried[0], None
+        for _ in range(n):
+            s, loss = step(s, *inputs)
+        loss.block_until_ready()
+        carried[0] = s
+
+    run.state = lambda: carried[0]
+    return run
+
+
 def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
     import jax
 
@@ -94,19 +110,11 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     state, loss = step(state, x, y, hp, key)
     loss.block_until_ready()
     compile_s = time.perf_counter() - t0
-    holder = {"s": state}
-
-    def run(n):
-        s = holder["s"]
-        for _ in range(n):
-            s, l = step(s, x, y, hp, key)
-        l.block_until_ready()
-        holder["s"] = s
-
+    run = step_runner(step, state, (x, y, hp, key))
     run(2)
     sec = _timeit(run, steps, repeats)
     fwd = jax.jit(lambda v, a: module.apply(v, a.astype(dtype) / 255), compiler_options=inference_compiler_options())
-    v = {"params": holder["s"].params, "batch_stats": holder["s"].batch_stats}
+    v = {"params": run.state().params, "batch_stats": run.state().batch_stats}
     fwd(v, x).block_until_ready()
 
     x1 = x[:1]

@@ -124,18 +124,12 @@ def trace_times(trace_dir: str, ops: dict, n_steps: int) -> dict:
 def profile(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compiler_options=None) -> dict:
     import jax
 
-    from bench_train_step import jax_step
+    from bench_train_step import jax_step, step_runner
 
     step, state, inputs, _, _ = jax_step(model, imgsz, batch, bf16, compiler_options=compiler_options)
     compiled = step.lower(state, *inputs).compile()
     ops = hlo_ops(compiled.as_text())
-
-    def run(n: int):
-        nonlocal state
-        for _ in range(n):
-            state, loss = compiled(state, *inputs)
-        loss.block_until_ready()
-
+    run = step_runner(compiled, state, inputs)
     run(2)
     t0 = time.perf_counter()
     run(steps)
@@ -153,7 +147,7 @@ def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compil
     whether the step waits on the host (session 16: the step took 12.9 ms where forward+backward took 9.3)."""
     import jax
 
-    from bench_train_step import _timeit, jax_step
+    from bench_train_step import _timeit, jax_step, step_runner
     from jaxyolo.engine.steps import cross_entropy, to_input
 
     step, state, (x, y, hp, key), module, dtype = jax_step(model, imgsz, batch, bf16, compiler_options=compiler_options)
@@ -175,15 +169,7 @@ def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compil
 
         run(2)
         out[name] = _timeit(run, steps, 3) * 1e3
-    holder = {"s": state}
-
-    def run_step(n):
-        s, loss = holder["s"], None
-        for _ in range(n):
-            s, loss = step(s, x, y, hp, key)
-        loss.block_until_ready()
-        holder["s"] = s
-
+    run_step = step_runner(step, state, (x, y, hp, key))
     run_step(2)
     out["step"] = _timeit(run_step, steps, 3) * 1e3
     return out
