@@ -16,12 +16,17 @@ from jaxyolo.nn.build import build_model
 NC, B, IMGSZ = 5, 4, 32
 
 
+def _tx(variables):
+    """SGD with Ultralytics' parameter groups, batch B of nominal 64 (accumulate 16)."""
+    args = dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.9,
+                warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
+    return optim.build_tx(optim.resolve_recipe(args, NC, 100, 10), variables["params"])
+
+
 def _setup(seed: int):
     module, _ = build_model("yolov8n-cls.yaml", nc=NC, dropout=0.5)
     variables = init_variables(module, 0)
-    args = dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.9,
-                warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
-    tx = optim.build_tx(optim.resolve_recipe(args, NC, 100, 10), variables["params"])
+    tx = _tx(variables)
     step = jax.jit(make_train_step(module, tx, seed=seed))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.integers(0, 256, (B, IMGSZ, IMGSZ, 3), dtype=np.uint8))
@@ -56,10 +61,7 @@ def test_update_modes_give_the_same_train_state():
     accumulate-2 cadence (hp[4] = 0, 1, 0, 1), and "always" (accumulate 1) equals "cond" with hp[4] = 1 every batch.
     A wrong mode choice would cost speed only, a wrong mode would silently change training: this pins the maths."""
     module, variables, state0, _, x, y, hp = _setup(seed=0)
-    tx = optim.build_tx(optim.resolve_recipe(dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD",
-                                                  lr0=0.01, momentum=0.9, warmup_bias_lr=0.1, warmup_epochs=0.0,
-                                                  warmup_momentum=0.8, lrf=0.01, cos_lr=False), NC, 100, 10),
-                        variables["params"])
+    tx = _tx(variables)
     module = module.clone(dropout=0.0)
 
     def run(update, flags):

@@ -247,10 +247,11 @@ def _verify(listing):
     host_idx = [i for i, v in good.items() if v[2] in (R.PNG, R.BMP)]
     with ThreadPoolExecutor(_SCAN_THREADS) as ex:
         shapes = list(ex.map(lambda i: _verify_host(listing[i][0], good[i][3]), host_idx))
+    verified = set()
     for i, hw in zip(host_idx, shapes):
         if hw is not None:
             good[i] = (*hw, good[i][2], good[i][3])
-    verified = {i for i, hw in zip(host_idx, shapes) if hw is not None}
+            verified.add(i)
     tf_idx = [i for i, v in good.items() if v[2] != R.PIL and i not in verified]
     pil_idx = [i for i, v in good.items() if v[2] == R.PIL]
     decoded = _verify_tf([listing[i][0] for i in tf_idx], [good[i][2] for i in tf_idx], [good[i][3] for i in tf_idx])
