@@ -102,7 +102,7 @@ def step_runner(step, state, inputs):
 def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
     import jax
 
-    from jaxyolo.nn.modules import inference_compiler_options
+    from jaxyolo.nn.cpu_conv import inference_compiler_options
     from jaxyolo.nn.summary import gflops
 
     step, state, (x, y, hp, key), module, dtype = jax_step(model_name, imgsz, batch, bf16, nc)

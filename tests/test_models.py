@@ -143,7 +143,7 @@ def test_cpu_convolutions_run_as_matmuls_but_export_as_convolutions(y11n10):
     """On CPU, 1x1 convolutions and convolutions of <= 4x4 maps are traced as dots (faster on XLA:CPU, forward and
     backward); inside ``export_graph()`` (what the TFLite exporter traces in) every Conv stays a convolution op.
     Both give the same outputs and gradients."""
-    from jaxyolo.nn.modules import SMALL_MAP, export_graph
+    from jaxyolo.nn.cpu_conv import SMALL_MAP, export_graph
 
     m = y11n10
     kernels = [k for p, k in jax.tree_util.tree_leaves_with_path(m.variables["params"])
@@ -182,7 +182,7 @@ def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
     the flattened pixels); values, dtypes and shapes of both gradients are the convolution's."""
     from jax import lax
 
-    from jaxyolo.nn.modules import _pointwise_matmul
+    from jaxyolo.nn.cpu_conv import _pointwise_matmul
 
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.standard_normal((3, 5, 4, 6)), dtype)
@@ -203,12 +203,48 @@ def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("stride,dtype", [(1, jnp.float32), (2, jnp.float32), (2, jnp.bfloat16)])
+def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype):
+    """k x k float32 convolutions on CPU keep their forward pass and input gradient, and sum the kernel gradient
+    over batch slices (``_sliced_conv_bwd``): with an odd batch (unequal slices) both gradients have the
+    convolution's values, dtypes and shapes, and the backward pass holds one kernel-gradient convolution per slice.
+    bfloat16 keeps the convolution's one kernel gradient (rounded partial sums would cancel badly)."""
+    from jax import lax
+
+    from jaxyolo.nn.cpu_conv import _sliced_kernel_grad_conv, conv_impl, kernel_grad_parts
+
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((5, 9, 8, 6)), dtype)
+    w = jnp.asarray(rng.standard_normal((3, 3, 6, 7)), dtype)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def loss(impl, x, w):
+        y = impl(x, w, (stride, stride), ((1, 1), (1, 1)), lhs_dilation=(1, 1), rhs_dilation=(1, 1),
+                 dimension_numbers=dn)
+        return jnp.sum(jnp.sin(y.astype(jnp.float32)) * jnp.arange(7.0))
+
+    want = jax.jit(jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1)))(x, w)
+    got = jax.jit(jax.grad(functools.partial(loss, _sliced_kernel_grad_conv), (0, 1)))(x, w)
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+    jaxpr = jax.make_jaxpr(jax.grad(functools.partial(loss, _sliced_kernel_grad_conv), (0, 1)))(x, w).jaxpr
+    kernel_grads = [e for e in _eqns(jaxpr) if e.primitive.name == "conv_general_dilated"
+                    and e.outvars[0].aval.shape == w.shape]
+    parts = kernel_grad_parts(5) if dtype == jnp.float32 else 1
+    assert kernel_grad_parts(5) >= 2 and len(kernel_grads) == parts
+    assert sum(e.invars[0].aval.shape[0] for e in kernel_grads) == 5  # slices that cover the batch once
+    if jax.default_backend() == "cpu" and jax.device_count() == 1:  # what nn.Conv uses there for a 9x8 map
+        assert conv_impl(3, stride, 1, 1, (9, 8)) is _sliced_kernel_grad_conv
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
 def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
     """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3
     convolutions as XLA's own convolutions, not YNNPACK fusions (one core each in jaxlib 0.10), with the same
     outputs; the defaults (the train step) keep YNNPACK."""
-    from jaxyolo.nn.modules import inference_compiler_options
+    from jaxyolo.nn.cpu_conv import inference_compiler_options
 
     m = v8n10
     opts = inference_compiler_options()

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.export.core import ExportError
-from jaxyolo.nn.modules import export_graph
+from jaxyolo.nn.cpu_conv import export_graph
 
 LOGGER = logging.getLogger("jaxyolo")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
-from jaxyolo.nn.modules import inference_compiler_options
+from jaxyolo.nn.cpu_conv import inference_compiler_options
 from jaxyolo.nn.summary import model_info
 
 LOGGER = logging.getLogger("jaxyolo")

@@ -241,7 +241,7 @@ class JaxRunner:
     def __init__(self, module, variables):
         import jax
 
-        from jaxyolo.nn.modules import inference_compiler_options
+        from jaxyolo.nn.cpu_conv import inference_compiler_options
 
         self.variables = jax.device_put(variables)
         self._fn = jax.jit(lambda v, x: module.apply(v, x.astype("float32") / 255.0, train=False),

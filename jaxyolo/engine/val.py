@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxyolo import parallel
 from jaxyolo.engine.steps import make_eval_step
-from jaxyolo.nn.modules import inference_compiler_options
+from jaxyolo.nn.cpu_conv import inference_compiler_options
 
 LOGGER = logging.getLogger("jaxyolo")
 

@@ -8,17 +8,14 @@ Every block takes ``c1`` (input channels) as its first field like Ultralytics do
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import math
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
+from jaxyolo.nn.cpu_conv import conv_impl
 from jaxyolo.nn.norm import BatchNorm
 
 # PyTorch's default initialisers (kaiming_uniform(a=sqrt(5)) for weights, U(+-1/sqrt(fan_in)) for the Linear bias),
@@ -41,120 +38,6 @@ def _torch_bias_init(fan_in: int):
 def autopad(k: int, p: int | None = None) -> int:
     """Ultralytics' symmetric 'same' padding: k // 2 (not Flax 'SAME', which pads (0, 1) for stride 2)."""
     return k // 2 if p is None else p
-
-
-_EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
-
-
-@contextlib.contextmanager
-def export_graph():
-    """Trace the model for a converter: inside this block every convolution stays a convolution op (what converters
-    map to CONV_2D), whatever the backend. Outside it, XLA:CPU runs some convolutions as matmuls (``conv_impl``)."""
-    token = _EXPORT_GRAPH.set(True)
-    try:
-        yield
-    finally:
-        _EXPORT_GRAPH.reset(token)
-
-
-def _pointwise_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
-                      dimension_numbers=None, feature_group_count=1, precision=None):
-    """A 1x1, stride-1, unpadded, ungrouped NHWC/HWIO convolution as the matmul it is, for ``nn.Conv``."""
-    return _pointwise_dot(lhs, rhs[0, 0], precision)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _pointwise_dot(x, w, precision=None):
-    """``x [..., C] @ w [C, D]``, with its gradients written out (``_pointwise_dot_bwd``)."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
-
-
-def _pointwise_dot_fwd(x, w, precision):
-    return _pointwise_dot(x, w, precision), (x, w)
-
-
-def _pointwise_dot_bwd(precision, res, g):
-    """The same two products autodiff forms, but the kernel gradient as ``x2^T g2`` over the flattened pixels
-    ([N*H*W, C] and [N*H*W, D], both contracted on their leading axis). Autodiff's own form of it made XLA:CPU emit
-    the BatchNorm/SiLU backward pass that produces ``g`` in a transposed layout (a strided, unvectorised
-    ``copy_bitcast_fusion``: 76 of the 510 ms of yolov8n-cls's train step at 224, batch 32); written like this the
-    step is ~14% faster there (benchmarks/RESULTS.md), equal at 32-64 px, and the gradients are the same products."""
-    x, w = res
-    dx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())), precision=precision)
-    x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-    dw = lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), precision=precision)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
-
-
-_pointwise_dot.defvjp(_pointwise_dot_fwd, _pointwise_dot_bwd)
-
-
-def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
-                    dimension_numbers=None, feature_group_count=1, precision=None):
-    """An ungrouped NHWC/HWIO convolution as one matmul over its kernel taps (im2col), for ``nn.Conv``. Taps that
-    only ever read padding are dropped, so a 3x3 convolution of a 1x1 map is the 1x1 convolution of its centre tap."""
-    kh, kw, _, _ = rhs.shape
-    (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
-    h, w = lhs.shape[1:3]
-    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-
-    def live(i, stride, n_out, pad, n_in):  # does tap i read an input pixel (not only padding) for some output?
-        return any(pad <= i + stride * o < pad + n_in for o in range(n_out))
-
-    taps = [(i, j) for i in range(kh) for j in range(kw) if live(i, sh, ho, pt, h) and live(j, sw, wo, pl, w)]
-    x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    cols = jnp.concatenate([x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i, j in taps], -1)
-    kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
-    return lax.dot_general(cols, kernel, (((3,), (0,)), ((), ())), precision=precision)
-
-
-SMALL_MAP = 16  # input maps of at most this many pixels (4x4) are convolved as im2col matmuls on XLA:CPU
-
-
-def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int]):
-    """The ``conv_general_dilated`` for ``nn.Conv`` on an ``hw`` input map (None: Flax's default,
-    ``lax.conv_general_dilated``). Same parameters, same maths, other XLA ops, on XLA:CPU only (GPUs and TPUs keep
-    their native convolutions, and exporters trace inside ``export_graph()``):
-
-    * 1x1 convolutions (a third of yolov8n-cls's) as one dot: ~2x faster forward and backward than XLA:CPU's
-      convolution, which also transposes the activations for the kernel gradient. yolov8n-cls at 224: train step
-      ~11% and inference ~10% faster.
-    * Convolutions of maps of <= 4x4 pixels (the last stages at imgsz 32-64) as im2col matmuls: XLA:CPU swaps the
-      operands of a convolution whose kernel is larger than its input and runs that on a slow generic path (two 3x3
-      convolutions of 2x2 maps took half of yolov8s-cls's inference time at 64 px). yolov8s-cls at 64: train step 2x
-      and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x. Measured in benchmarks/RESULTS.md.
-    """
-    if g != 1 or _EXPORT_GRAPH.get() or jax.default_backend() != "cpu":
-        return None
-    if k == 1 and s == 1 and p == 0:
-        return _pointwise_matmul
-    if hw[0] * hw[1] <= SMALL_MAP:
-        return _patches_matmul
-    return None
-
-
-_YNN_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_INFERENCE_OPTIONS: dict = {}
-
-
-def inference_compiler_options() -> dict | None:
-    """``compiler_options`` for ``jax.jit`` of inference (eval steps, predict, benchmarks); None: XLA's defaults.
-
-    On XLA:CPU (jaxlib 0.10) convolutions run as YNNPACK fusions, on one core: the forward pass is 1.15-1.55x faster
-    on XLA's own multi-threaded (Eigen) convolutions (benchmarks/RESULTS.md). The train step keeps YNNPACK: its
-    backward convolutions are faster there, and the whole step was measured ~15% slower without it. Probed once
-    with a tiny compile, so a jaxlib without this option gets the defaults instead of an error."""
-    backend = jax.default_backend()
-    if backend not in _INFERENCE_OPTIONS:
-        opts = None
-        if backend == "cpu":
-            try:
-                jax.jit(lambda a: a + 1, compiler_options=_YNN_OFF).lower(jnp.zeros(())).compile()
-                opts = dict(_YNN_OFF)
-            except Exception:  # noqa: BLE001  (an option this jaxlib does not know: keep the defaults)
-                pass
-        _INFERENCE_OPTIONS[backend] = opts
-    return _INFERENCE_OPTIONS[backend]
 
 
 class Conv(nn.Module):

@@ -12,7 +12,7 @@ A file's name is a hash of everything the trace depends on:
 * the caller's description of the function (``key``: model, optimizer recipe, dtype, seed, ...),
 * the arguments' tree structures, shapes, dtypes and shardings,
 * jaxyolo's source files, the versions of Python, jax, jaxlib, flax, optax, numpy and ml_dtypes, the backend and
-  its devices, and JAX's configuration flags.
+  its devices, the host's core count, and JAX's configuration flags.
 
 A file is only trusted if its argument and result shapes match the call; an unreadable, stale or mismatching file is
 traced and written again (atomically). The cache is off with ``JAXYOLO_TRACE_CACHE=0``, when JAX's compilation cache
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import jax
 
+from jaxyolo.nn.cpu_conv import host_cores
 from jaxyolo.utils.files import atomic_write
 from jaxyolo.utils.jax_cache import switched_off
 
@@ -69,7 +70,8 @@ def _fingerprint() -> str:
                 versions.append((name, None))
         flags = sorted((k, repr(v)) for k, v in jax.config.values.items() if not _SKIP_FLAGS.search(k))
         devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-        h.update(repr((sys.version, versions, jax.default_backend(), devices, flags)).encode())
+        cores = host_cores()  # XLA:CPU traces slice some kernel gradients per core (nn.cpu_conv)
+        h.update(repr((sys.version, versions, jax.default_backend(), devices, cores, flags)).encode())
         _FINGERPRINT.append(h.hexdigest())
     return _FINGERPRINT[0]
 
