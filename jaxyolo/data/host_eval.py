@@ -16,7 +16,6 @@ With ``cache='ram'|'disk'`` the decoded images come from the split's cache.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -24,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from jaxyolo.data.dataset import DatasetError, cache_mode, parallel_calls
+from jaxyolo.utils.host import host_cores
 
 
 def to_rgb_array(im) -> np.ndarray:
@@ -149,9 +149,8 @@ def pool_threads(workers, heights, widths) -> int:
     with 0.68 CPU-s, eight threads with 1.9 CPU-s, and a training run beside the train step is ~20% faster with one.
     400x300 PNGs at imgsz 224 are 1.6x faster on two threads than on one."""
     n = max(1, parallel_calls(workers))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     px = float(np.mean(np.asarray(heights, np.float64) * np.asarray(widths, np.float64))) if len(heights) else 0.0
-    return int(max(1, min(n, cores, 1 + px // PIXELS_PER_THREAD)))
+    return int(max(1, min(n, host_cores(), 1 + px // PIXELS_PER_THREAD)))
 
 
 def _batches(one, rows, labels, shape, threads: int):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxyolo.utils.host import host_cores
 
 _EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
 
@@ -79,14 +80,6 @@ def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs
     cols = jnp.concatenate([x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i, j in taps], -1)
     kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
     return lax.dot_general(cols, kernel, (((3,), (0,)), ((), ())), precision=precision)
-
-
-def host_cores() -> int:
-    """The cores this process may run on (XLA:CPU sizes its thread pool by them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def kernel_grad_parts(batch: int) -> int:

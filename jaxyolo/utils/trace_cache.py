@@ -31,8 +31,8 @@ from pathlib import Path
 
 import jax
 
-from jaxyolo.nn.cpu_conv import host_cores
 from jaxyolo.utils.files import atomic_write
+from jaxyolo.utils.host import host_cores
 from jaxyolo.utils.jax_cache import switched_off
 
 LOGGER = logging.getLogger("jaxyolo")
