@@ -239,6 +239,44 @@ def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype):
         assert conv_impl(3, stride, 1, 1, (9, 8)) is _sliced_kernel_grad_conv
 
 
+@pytest.mark.parametrize("stride,cin,dtype", [(2, 3, jnp.float32), (1, 1, jnp.float32), (2, 3, jnp.bfloat16)])
+def test_few_channel_direct_sum_is_the_convolution(stride, cin, dtype):
+    """k x k convolutions of <= 4-channel inputs (the RGB stem) are sums of shifted, scaled inputs on CPU
+    (``_direct_sum_conv``): outputs and both gradients have the convolution's values, dtypes and shapes (odd batch,
+    uneven map, asymmetric padding), the float32 forward pass holds no convolution, and bfloat16 keeps it."""
+    from jax import lax
+
+    from jaxyolo.nn.cpu_conv import _direct_sum_conv, conv_impl
+
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((5, 11, 8, cin)), dtype)
+    w = jnp.asarray(rng.standard_normal((3, 3, cin, 6)), dtype)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def apply(impl, x, w):
+        return impl(x, w, (stride, stride), ((1, 2), (0, 1)), lhs_dilation=(1, 1), rhs_dilation=(1, 1),
+                    dimension_numbers=dn)
+
+    def loss(impl, x, w):
+        return jnp.sum(jnp.sin(apply(impl, x, w).astype(jnp.float32)) * jnp.arange(6.0))
+
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    want_y = apply(lax.conv_general_dilated, x, w)
+    got_y = jax.jit(functools.partial(apply, _direct_sum_conv))(x, w)
+    assert got_y.dtype == want_y.dtype and got_y.shape == want_y.shape
+    np.testing.assert_allclose(np.asarray(got_y, np.float32), np.asarray(want_y, np.float32), rtol=tol, atol=tol)
+    want = jax.jit(jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1)))(x, w)
+    got = jax.jit(jax.grad(functools.partial(loss, _direct_sum_conv), (0, 1)))(x, w)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+    forward = [e.primitive.name for e in _eqns(jax.make_jaxpr(functools.partial(apply, _direct_sum_conv))(x, w).jaxpr)]
+    assert ("conv_general_dilated" in forward) == (dtype != jnp.float32)
+    if jax.default_backend() == "cpu":
+        assert conv_impl(3, stride, 1, 1, (224, 224), cin) is _direct_sum_conv
+        assert conv_impl(3, stride, 1, 1, (224, 224), 5) is not _direct_sum_conv
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
 def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
     """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3

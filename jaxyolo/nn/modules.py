@@ -57,7 +57,8 @@ class Conv(nn.Module):
         p = autopad(self.k, self.p)
         x = nn.Conv(self.c2, (self.k, self.k), strides=(self.s, self.s), padding=((p, p), (p, p)),
                     feature_group_count=self.g, use_bias=False, dtype=self.dtype, kernel_init=torch_kernel_init,
-                    conv_general_dilated=conv_impl(self.k, self.s, p, self.g, x.shape[1:3]), name="conv")(x)
+                    conv_general_dilated=conv_impl(self.k, self.s, p, self.g, x.shape[1:3], x.shape[-1]),
+                    name="conv")(x)
         x = BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
                       name="bn")(x)
         return nn.silu(x) if self.act else x
