@@ -55,7 +55,8 @@ def _timeit(fn, steps: int, repeats: int) -> float:
 
 def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000, compiler_options=None):
     """The jitted train step (SGD recipe, donated state) and its inputs: ``(step, state, (x, y, hp, key), module,
-    dtype)``; shared with profile_step.py."""
+    dtype)``; shared with profile_step.py. ``compiler_options`` None: the trainer's (``train_compiler_options``);
+    ``{}``: XLA's defaults."""
     import jax
     import jax.numpy as jnp
 
@@ -63,7 +64,10 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step, update_mode
     from jaxyolo.nn.build import build_model
+    from jaxyolo.nn.cpu_conv import train_compiler_options
 
+    if compiler_options is None:
+        compiler_options = train_compiler_options()
     module, cfg = build_model(f"{model_name}.yaml", nc=nc)
     dtype = jnp.bfloat16 if bf16 else jnp.float32
     module = module.clone(dtype=dtype)
@@ -74,7 +78,7 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     tx = optim.build_tx(recipe, variables["params"])
     state = create_state(variables, tx)
     step = jax.jit(make_train_step(module, tx, 0.0, dtype, update=update_mode(recipe.accumulate)), donate_argnums=(0,),
-                   compiler_options=compiler_options)
+                   compiler_options=compiler_options or None)
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.integers(0, 256, (batch, imgsz, imgsz, 3), dtype=np.uint8))
     y = jax.device_put(rng.integers(0, nc, (batch,), dtype=np.int32))

@@ -2,7 +2,7 @@
 
     python benchmarks/profile_step.py --model yolov8n-cls --imgsz 224 --batch 32                 # CPU
     python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16         # GPU (MFU)
-    python benchmarks/profile_step.py --compiler-options '{"xla_cpu_experimental_ynn_fusion_type": ""}'
+    python benchmarks/profile_step.py --compiler-options '{}'                                     # XLA's defaults
     python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16 --breakdown   # + fwd/bwd/rest
 
 Builds the train step bench_train_step.py times (``jax_step``), compiles it, records --steps steps with
@@ -157,8 +157,11 @@ def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compil
                                    mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)})
         return cross_entropy(logits, y).mean(), new["batch_stats"]
 
-    fns = {"forward": jax.jit(loss_fn, compiler_options=compiler_options),
-           "forward+backward": jax.jit(jax.value_and_grad(loss_fn, has_aux=True), compiler_options=compiler_options)}
+    from jaxyolo.nn.cpu_conv import train_compiler_options
+
+    opts = train_compiler_options() if compiler_options is None else (compiler_options or None)  # as jax_step's
+    fns = {"forward": jax.jit(loss_fn, compiler_options=opts),
+           "forward+backward": jax.jit(jax.value_and_grad(loss_fn, has_aux=True), compiler_options=opts)}
     out = {}
     for name, fn in fns.items():
         def run(n, fn=fn):
@@ -206,7 +209,9 @@ def main():
     ap.add_argument("--bf16", action="store_true", help="bf16 compute (the GPU benchmark's setting)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--compiler-options", default=None, help="JSON dict passed to jax.jit(compiler_options=...)")
+    ap.add_argument("--compiler-options", default=None,
+                    help="JSON dict passed to jax.jit(compiler_options=...); default: the trainer's "
+                         "(nn.cpu_conv.train_compiler_options); '{}': XLA's defaults")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the forward pass and forward+backward alone (separate jits, same inputs)")
     a = ap.parse_args()
@@ -226,7 +231,7 @@ def main():
     except ModelConfigError as e:  # e.g. --model yolov9z-cls: the message names the file and the shipped models
         ap.error(f"--model {a.model}: {e}")
     print(f"{a.model} imgsz={a.imgsz} batch={a.batch} {'bf16' if a.bf16 else 'fp32'}"
-          + (f" compiler_options={opts}" if opts else ""))
+          + (f" compiler_options={opts}" if opts is not None else " compiler_options: the trainer's"))
     print(report(r, a.top))
     if a.breakdown:
         print(breakdown_report(breakdown(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxyolo.engine import optim
 from jaxyolo.engine.model import init_variables
@@ -97,3 +98,37 @@ def test_update_mode_choice_and_bad_mode():
         assert "update='sometimes'" in str(e) and "always, cond, select" in str(e)
     else:
         raise AssertionError("an unknown update mode must be refused")
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
+def test_cpu_train_step_keeps_ynnpack_for_reductions_only():
+    """The trainer's step on CPU (``train_compiler_options``) runs its convolutions as XLA's own (multi-threaded)
+    convolutions and keeps YNNPACK fusions for the reductions; XLA's defaults put the convolutions in YNNPACK fusions
+    (one core each in jaxlib 0.10). Both compute the same step."""
+    from jaxyolo.nn.cpu_conv import train_compiler_options
+
+    opts = train_compiler_options()
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    module, _ = build_model("yolov8n-cls.yaml", nc=NC)
+    variables = init_variables(module, 0)
+    tx = _tx(variables)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.integers(0, 256, (B, 64, 64, 3), dtype=np.uint8))
+    y = jnp.asarray(rng.integers(0, NC, (B,), dtype=np.int32))
+    hp = jnp.asarray([0.01, 0.01, 0.01, 0.9, 0.0], jnp.float32)
+    args = (create_state(variables, tx), x, y, hp, np.int32(15))  # ni 15: accumulate 16, so the optimizer steps
+
+    def convolutions(compiled):  # (all, the ones outside fusions: XLA's own)
+        text = compiled.as_text()
+        return text.count(" convolution("), text.split("\nENTRY ", 1)[1].count(" convolution(")
+
+    default = jax.jit(make_train_step(module, tx)).lower(*args).compile()
+    ours = jax.jit(make_train_step(module, tx), compiler_options=opts).lower(*args).compile()
+    n_all, n_own = convolutions(default)
+    assert n_own < n_all and "__ynn_fusion" in default.as_text()  # the defaults: most in YNNPACK fusions
+    n_all, n_own = convolutions(ours)
+    assert n_own == n_all > 0 and "__ynn_fusion" in ours.as_text()  # ours: none; YNNPACK for the reductions
+    (s_default, loss_default), (s_ours, loss_ours) = default(*args), ours(*args)
+    assert np.isclose(float(loss_ours), float(loss_default), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(s_ours.params), jax.tree.leaves(s_default.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

@@ -27,6 +27,7 @@ from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_train_step, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
+from jaxyolo.nn.cpu_conv import train_compiler_options
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
 from jaxyolo.utils.files import copy_atomic, run_dir
@@ -193,7 +194,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                         name="train_step", key=(repr(module), repr(recipe), float(args["label_smoothing"]),
                                                 jnp.dtype(dtype).name, int(args["seed"])),
                         out_tree=jax.tree.structure((state, 0)), in_shardings=(shardings, batch_sh, batch_sh, rep, rep),
-                        out_shardings=(shardings, rep), donate_argnums=(0,))  # jax.jit, traced once per machine
+                        out_shardings=(shardings, rep), donate_argnums=(0,),
+                        compiler_options=train_compiler_options())  # jax.jit, traced once per machine
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
