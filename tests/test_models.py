@@ -281,7 +281,7 @@ def test_few_channel_direct_sum_is_the_convolution(stride, cin, dtype):
 def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
     """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3
     convolutions as XLA's own convolutions, not YNNPACK fusions (one core each in jaxlib 0.10), with the same
-    outputs; the defaults (the train step) keep YNNPACK."""
+    outputs; XLA's defaults keep YNNPACK."""
     from jaxyolo.nn.cpu_conv import inference_compiler_options
 
     m = v8n10

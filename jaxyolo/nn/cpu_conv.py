@@ -212,7 +212,8 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms).
     * The other (k x k) convolutions with their kernel gradient computed over batch slices that XLA runs side by
       side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded):
-      yolov8n-cls at 224, train step ~11% faster; at 32-64 px within noise.
+      yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's
+      options (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there.
 
     Measured in benchmarks/RESULTS.md.
     """
