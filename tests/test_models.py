@@ -239,6 +239,34 @@ def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype):
         assert conv_impl(3, stride, 1, 1, (9, 8)) is _sliced_kernel_grad_conv
 
 
+@pytest.mark.parametrize("k,stride,padding,hw", [(3, (2, 2), ((1, 1), (1, 1)), (9, 8)),
+                                                  (3, (2, 2), ((0, 1), (1, 0)), (7, 10)),
+                                                  (2, (2, 2), ((0, 0), (0, 0)), (8, 8)),
+                                                  (3, (3, 2), ((1, 1), (2, 1)), (10, 11)),
+                                                  (5, (2, 2), ((2, 2), (2, 2)), (9, 9))])
+def test_phase_input_gradient_is_the_convolutions(k, stride, padding, hw):
+    """A strided convolution's input gradient as one stride-1 convolution per output phase (``_input_grad``, used
+    by the custom VJP of nn.Conv's k x k convolutions on CPU) equals autodiff's for odd and even maps, asymmetric
+    padding, unequal strides and kernels larger than the stride, and holds no zero-dilated convolution."""
+    from jax import lax
+
+    from jaxyolo.nn.cpu_conv import _input_grad, _plain_conv
+
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal((3, *hw, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 5, 4)), jnp.float32)
+    spec = (stride, padding, lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC")), None)
+    y, vjp = jax.vjp(lambda a: _plain_conv(a, w, spec), x)
+    g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    got = jax.jit(lambda g: _input_grad(x, w, spec, g))(g)
+    assert got.shape == x.shape and got.dtype == x.dtype
+    np.testing.assert_allclose(np.asarray(got), np.asarray(vjp(g)[0]), rtol=1e-5, atol=1e-5)
+    convs = [e for e in _eqns(jax.make_jaxpr(lambda g: _input_grad(x, w, spec, g))(g).jaxpr)
+             if e.primitive.name == "conv_general_dilated"]
+    assert len(convs) == stride[0] * stride[1]
+    assert all(e.params["window_strides"] == (1, 1) and set(e.params["lhs_dilation"]) == {1} for e in convs)
+
+
 @pytest.mark.parametrize("stride,cin,dtype", [(2, 3, jnp.float32), (1, 1, jnp.float32), (2, 3, jnp.bfloat16)])
 def test_few_channel_direct_sum_is_the_convolution(stride, cin, dtype):
     """k x k convolutions of <= 4-channel inputs (the RGB stem) are sums of shifted, scaled inputs on CPU
