@@ -5,7 +5,8 @@
 
 A train step is forward + backward + optimizer update (SGD, Ultralytics' parameter groups, clip, EMA) on a
 synthetic uint8 batch already on the device, so the numbers measure the model step, not the input pipeline
-(see bench_data.py for that). Ultralytics' side is its own ClassificationModel with torch SGD, under AMP autocast on
+(see bench_data.py for that). Ultralytics' side is its own ClassificationModel with its trainer's optimizer (SGD,
+parameter groups) and ModelEMA, clip 10, under AMP autocast on
 GPU (fp16 + GradScaler, Ultralytics' default) or fp32 on CPU; its inference runs the model BatchNorm-fused
 (``model.fuse()``), as its predictor and validator do. Inference is timed at --batch and at batch 1.
 
@@ -159,7 +160,9 @@ def flop_rates(gflops_fwd: float, r: dict, ceiling: float) -> str:
 
 def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int, nc: int = 1000):
     import torch
+    from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.nn.tasks import ClassificationModel
+    from ultralytics.utils.torch_utils import ModelEMA
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     # All cores, Ultralytics' strongest CPU setting. `import ultralytics` sets OMP_NUM_THREADS=1 and its select_device
@@ -167,7 +170,10 @@ def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, 
     # measures it); this benchmark compares the model step at its best.
     torch.set_num_threads(os.cpu_count() or 1)
     model = ClassificationModel(f"{model_name}.yaml", nc=nc, verbose=False).to(dev).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937, nesterov=True)
+    # Ultralytics' own optimizer (its three parameter groups: decayed weights, BatchNorm weights, biases; SGD,
+    # Nesterov) and EMA, as its trainer builds them and runs them at every optimizer step (jaxyolo's step runs both)
+    opt = BaseTrainer.build_optimizer(None, model, "SGD", lr=0.01, momentum=0.937, decay=5e-4)
+    ema = ModelEMA(model)
     scaler = torch.amp.GradScaler(dev, enabled=amp and dev == "cuda")
     x = torch.randint(0, 256, (batch, 3, imgsz, imgsz), dtype=torch.uint8, device=dev)
     y = torch.randint(0, nc, (batch,), device=dev)
@@ -183,6 +189,7 @@ def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, 
         scaler.step(opt)
         scaler.update()
         opt.zero_grad()
+        ema.update(model)
 
     def run(n):
         for _ in range(n):

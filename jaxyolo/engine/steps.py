@@ -86,15 +86,15 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
                                        mutable=["batch_stats"], rngs={"dropout": rng})
             return cross_entropy(logits, labels, label_smoothing).mean(), new["batch_stats"]
 
-        def apply(s: TrainState, grads) -> TrainState:
+        def apply(s: TrainState, grads) -> TrainState:  # "always": grad_acc passes through (zero, never summed)
             g, _ = optim.clip_by_norm(grads, 10.0)
             opt_state = optim.set_hparams(s.opt_state, hp[:3], hp[3])
             upd, opt_state = tx.update(g, opt_state, s.params)
             params = optax.apply_updates(s.params, upd)
             updates = s.updates + 1
             ema = optim.ema_update(s.ema, {"params": params, "batch_stats": s.batch_stats}, updates)
-            return s.replace(params=params, opt_state=opt_state, ema=ema, updates=updates,
-                             grad_acc=jax.tree.map(jnp.zeros_like, s.grad_acc))
+            grad_acc = s.grad_acc if update == "always" else jax.tree.map(jnp.zeros_like, s.grad_acc)
+            return s.replace(params=params, opt_state=opt_state, ema=ema, updates=updates, grad_acc=grad_acc)
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         if update == "always":  # grad_acc stays zero (as after every update), so the sum is the batch's gradients
