@@ -17,7 +17,8 @@ MFU = 3 x forward FLOPs per image x images/s / peak. On CPU, where no vendor pea
 (train: 3 x forward FLOPs per image x images/s; inference: 1 x) is reported for both sides as a fraction of the
 machine's measured matmul ceiling (the best of 2048^3 fp32 matmuls in XLA, multi-threaded): how close each side
 runs to what this CPU does on the friendliest op. Each measurement is the median of --repeats timings of --steps
-steps. Appends rows to benchmarks/RESULTS.md.
+steps, the two sides alternating (Ultralytics' child process stays up between its timings), so a machine whose speed
+drifts shifts both sides alike. Appends rows to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,7 +106,12 @@ def step_runner(step, state, inputs):
     return run
 
 
-def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, repeats: int, nc: int = 1000):
+PHASES = ("train", "infer", "infer1")  # timed in this order: each side's inference runs its trained weights
+
+
+def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000):
+    """jaxyolo's side: ``(info, phases)``, ``phases[p](n)`` runs n train steps / batch inferences / batch-1
+    inferences and waits for the last; info has the first step's time (compile + run) and the forward GFLOPs."""
     import jax
 
     from jaxyolo.nn.cpu_conv import inference_compiler_options
@@ -116,24 +123,17 @@ def jax_train(model_name: str, imgsz: int, batch: int, bf16: bool, steps: int, r
     loss.block_until_ready()
     compile_s = time.perf_counter() - t0
     run = step_runner(step, state, (x, y, hp, key))
-    run(2)
-    sec = _timeit(run, steps, repeats)
     fwd = jax.jit(lambda v, a: module.apply(v, a.astype(dtype) / 255), compiler_options=inference_compiler_options())
-    v = {"params": run.state().params, "batch_stats": run.state().batch_stats}
-    fwd(v, x).block_until_ready()
 
-    x1 = x[:1]
-    fwd(v, x1).block_until_ready()
-
-    def infer(n, xb=x):
+    def infer(n, xb):
+        v = {"params": run.state().params, "batch_stats": run.state().batch_stats}
+        o = None
         for _ in range(n):
             o = fwd(v, xb)
         o.block_until_ready()
 
-    inf_sec = _timeit(infer, steps, repeats)
-    inf1_sec = _timeit(lambda n: infer(n, x1), steps, repeats)
-    return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "compile_s": compile_s, "infer_img_s": batch / inf_sec,
-            "infer1_ms": inf1_sec * 1e3, "gflops_fwd": gflops(module, imgsz)}
+    phases = {"train": run, "infer": lambda n: infer(n, x), "infer1": lambda n: infer(n, x[:1])}
+    return {"compile_s": compile_s, "gflops_fwd": gflops(module, imgsz)}, phases
 
 
 def cpu_matmul_ceiling(n: int = 2048, runs: int = 10) -> float:
@@ -158,7 +158,9 @@ def flop_rates(gflops_fwd: float, r: dict, ceiling: float) -> str:
     return f"train {tr:.0f} GFLOP/s ({tr * 1e9 / ceiling:.0%}), infer {inf:.0f} GFLOP/s ({inf * 1e9 / ceiling:.0%})"
 
 
-def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int, nc: int = 1000):
+def torch_side(model_name: str, imgsz: int, batch: int, amp: bool, nc: int = 1000):
+    """Ultralytics' side, as ``jax_side``: ``(info, phases)``; the first inference phase fuses the model's BatchNorm
+    (``model.fuse()``, what its predictor and validator run), so the phases run in ``PHASES`` order."""
     import torch
     from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.nn.tasks import ClassificationModel
@@ -196,44 +198,88 @@ def torch_train(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, 
             one()
         sync()
 
-    run(2)
-    sec = _timeit(run, steps, repeats)
-    model = model.eval().fuse(verbose=False)  # what Ultralytics' predictor and validator run (AutoBackend fuse=True)
-    x1 = x[:1]
+    fused = []
 
-    def infer(n, xb=x):
+    def infer(n, xb):
+        if not fused:
+            fused.append(model.eval().fuse(verbose=False))  # AutoBackend fuse=True
         with torch.inference_mode(), torch.autocast(dev, enabled=amp and dev == "cuda"):
             for _ in range(n):
-                model(xb.float() / 255)
+                fused[0](xb.float() / 255)
         sync()
 
-    infer(2)
-    inf_sec = _timeit(infer, steps, repeats)
-    infer(2, x1)
-    inf1_sec = _timeit(lambda n: infer(n, x1), steps, repeats)
-    return {"train_img_s": batch / sec, "step_ms": sec * 1e3, "infer_img_s": batch / inf_sec,
-            "infer1_ms": inf1_sec * 1e3, "threads": torch.get_num_threads()}
+    phases = {"train": run, "infer": lambda n: infer(n, x), "infer1": lambda n: infer(n, x[:1])}
+    return {"threads": torch.get_num_threads()}, phases
 
 
-def torch_train_child(model_name: str, imgsz: int, batch: int, amp: bool, steps: int, repeats: int,
-                      same_malloc: bool) -> dict:
-    """torch_train in a child process that never imports jaxyolo: Ultralytics with its own (glibc default) malloc,
-    unless ``same_malloc``."""
-    env = dict(os.environ)
-    env.setdefault("YOLO_OFFLINE", "1")
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
-            + ("from jaxyolo.utils import malloc; malloc.tune()\n" if same_malloc else "")
-            + "import bench_train_step as B\n"
-            f"print('RESULT', json.dumps(B.torch_train({model_name!r}, {imgsz}, {batch}, {amp}, {steps}, {repeats})))")
-    if same_malloc:
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode or not lines:
-        if "No module named" in p.stderr and ("ultralytics" in p.stderr or "torch" in p.stderr):
-            raise ImportError(p.stderr.strip().splitlines()[-1])
-        raise RuntimeError(f"the Ultralytics child failed:\n{p.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+def serve(info: dict, phases: dict):
+    """The child's loop: print ``READY <info json>``, then for each line ``PHASE N`` on stdin run ``phases[PHASE](N)``
+    and print ``T <seconds>``; ends at EOF."""
+    print("READY", json.dumps(info), flush=True)
+    for line in sys.stdin:
+        phase, n = line.split()
+        t0 = time.perf_counter()
+        phases[phase](int(n))
+        print("T", time.perf_counter() - t0, flush=True)
+
+
+class TorchChild:
+    """``torch_side`` in a child process that never imports jaxyolo: Ultralytics with its own (glibc default) malloc,
+    unless ``same_malloc``. ``child(phase, n)`` runs a phase there and returns its seconds, so the two sides' timings
+    can alternate (this VM's speed drifts by up to 40% over minutes; sequential sides would measure the drift)."""
+
+    def __init__(self, model_name: str, imgsz: int, batch: int, amp: bool, same_malloc: bool):
+        env = dict(os.environ)
+        env.setdefault("YOLO_OFFLINE", "1")
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+                + ("from jaxyolo.utils import malloc; malloc.tune()\n" if same_malloc else "")
+                + "import bench_train_step as B\n"
+                f"B.serve(*B.torch_side({model_name!r}, {imgsz}, {batch}, {amp}))")
+        if same_malloc:
+            env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        self._err = tempfile.TemporaryFile("w+")
+        self._p = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=self._err, text=True)
+        self.info = json.loads(self._reply("READY"))
+
+    def _reply(self, tag: str) -> str:
+        for line in self._p.stdout:
+            if line.startswith(tag + " "):
+                return line[len(tag) + 1:]
+        self._p.wait()
+        self._err.seek(0)
+        err = self._err.read()
+        if "No module named" in err and ("ultralytics" in err or "torch" in err):
+            raise ImportError(err.strip().splitlines()[-1])
+        raise RuntimeError(f"the Ultralytics child failed:\n{err[-3000:]}")
+
+    def __call__(self, phase: str, n: int) -> float:
+        self._p.stdin.write(f"{phase} {n}\n")
+        self._p.stdin.flush()
+        return float(self._reply("T"))
+
+    def close(self):
+        self._p.stdin.close()
+        self._p.wait()
+        self._err.close()
+
+
+def interleaved(sides: dict, steps: int, repeats: int) -> dict:
+    """``{side: {phase: median seconds per step}}`` for ``sides`` (name -> ``run(phase, n)`` returning seconds):
+    per phase, two warm-up steps each, then ``repeats`` rounds in which every side times ``steps`` steps in turn."""
+    times = {name: {p: [] for p in PHASES} for name in sides}
+    for phase in PHASES:
+        for run in sides.values():
+            run(phase, 2)
+        for _ in range(repeats):
+            for name, run in sides.items():
+                times[name][phase].append(run(phase, steps) / steps)
+    return {name: {p: statistics.median(v) for p, v in t.items()} for name, t in times.items()}
+
+
+def _results(sec: dict, batch: int, info: dict) -> dict:
+    return {"train_img_s": batch / sec["train"], "step_ms": sec["train"] * 1e3, "infer_img_s": batch / sec["infer"],
+            "infer1_ms": sec["infer1"] * 1e3, **info}
 
 
 def main():
@@ -284,15 +330,25 @@ def main():
     rows = []
     for name in a.models.split(","):
         for s in sizes:
-            j = jax_train(name, s, a.batch, a.bf16, a.steps, a.repeats)
-            t = t_same = None
+            info, phases = jax_side(name, s, a.batch, a.bf16)
+            sides = {"jaxyolo": lambda p, n, ph=phases: _seconds(ph[p], n)}
+            children = {}
             if not a.no_ultralytics:
                 try:
-                    t = torch_train_child(name, s, a.batch, a.bf16, a.steps, a.repeats, same_malloc=False)
+                    children["ultralytics"] = TorchChild(name, s, a.batch, a.bf16, same_malloc=False)
                     if a.ul_same_malloc:
-                        t_same = torch_train_child(name, s, a.batch, a.bf16, a.steps, a.repeats, same_malloc=True)
+                        children["same_malloc"] = TorchChild(name, s, a.batch, a.bf16, same_malloc=True)
                 except ImportError as e:
                     print(f"ultralytics side skipped: {e}")
+            try:
+                sec = interleaved({**sides, **children}, a.steps, a.repeats)
+            finally:
+                for c in children.values():
+                    c.close()
+            j = _results(sec["jaxyolo"], a.batch, info)
+            t = _results(sec["ultralytics"], a.batch, children["ultralytics"].info) if "ultralytics" in sec else None
+            t_same = (_results(sec["same_malloc"], a.batch, children["same_malloc"].info)
+                      if "same_malloc" in sec else None)
             mfu = ""
             peak = next((v for k, v in PEAK_BF16.items() if k in dev.device_kind), None)
             if peak and a.bf16:
@@ -321,10 +377,16 @@ def main():
                    f"jaxyolo {flop_rates(j['gflops_fwd'], j, ceiling)}"
                    + (f", Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else "")
                 + f"; jaxyolo malloc: {malloc.state}; peak RSS "
-                f"{R.peak_rss_mib():.0f} MiB (jaxyolo process); {versions}; median of {a.repeats} x {a.steps} steps; "
+                f"{R.peak_rss_mib():.0f} MiB (jaxyolo process); {versions}; median of {a.repeats} x {a.steps} steps, the sides alternating; "
                 f"load avg {R.load_avg():.1f}")
         R.append_row(a.results, "bench_train_step" + (" (GPU)" if jax.default_backend() == "gpu" else ""), nums,
                      _ratios(j, t) if t else "-", machine_desc=f"{platform.node()}: {machine}")
+
+
+def _seconds(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    fn(n)
+    return time.perf_counter() - t0
 
 
 def _ratios(j: dict, t: dict) -> str:
