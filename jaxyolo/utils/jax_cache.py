@@ -5,6 +5,12 @@ recompiling them (~5-10 s each on a CPU). The cache lives in ``$JAXYOLO_COMPILAT
 ``~/.cache/jaxyolo/xla`` (``$XDG_CACHE_HOME`` honoured); ``JAXYOLO_COMPILATION_CACHE=0`` turns it off, and a cache the
 user configured for JAX itself (``JAX_COMPILATION_CACHE_DIR`` / ``jax.config``) is left as it is. JAX decides once per
 process whether to use a cache, at the first compilation, so this must run before anything is compiled.
+
+jaxyolo's folder is kept under ``$JAXYOLO_COMPILATION_CACHE_MAX_MB`` (default 2048 MiB; ``0`` or ``off``: no limit):
+when a process starts with the folder over the limit, the least recently used files (JAX's executables and
+``jaxyolo-traces/``) are deleted until it is under three quarters of it. Every new jaxyolo, jax or model
+configuration adds entries (~2 MB each) and nothing else removes the old ones. A deleted entry costs one compilation.
+A cache folder of the user's own (``JAX_COMPILATION_CACHE_DIR``) is never pruned.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 
 LOGGER = logging.getLogger("jaxyolo")
 OFF = ("0", "false", "off", "no", "none")
+DEFAULT_LIMIT_MB = 2048
 
 
 def switched_off(variable: str) -> bool:
@@ -45,6 +52,57 @@ def enable_compilation_cache() -> str | None:
     except OSError as e:  # a read-only home must not stop a run: compile every time instead
         LOGGER.debug(f"compilation cache disabled: {e}")
         return None
+    prune(path, cache_limit_bytes())
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return str(path)
+
+
+def cache_limit_bytes() -> int | None:
+    """``$JAXYOLO_COMPILATION_CACHE_MAX_MB`` in bytes (unset: ``DEFAULT_LIMIT_MB``; ``0``/``off``: None, no limit).
+    A value that is not a number is reported and the default used: a cache setting must not stop a run."""
+    raw = os.environ.get("JAXYOLO_COMPILATION_CACHE_MAX_MB", "").strip()
+    if not raw:
+        return DEFAULT_LIMIT_MB << 20
+    if raw.lower() in OFF:
+        return None
+    try:
+        mb = float(raw)
+        if mb < 0 or mb != mb:
+            raise ValueError
+    except ValueError:
+        LOGGER.warning(f"JAXYOLO_COMPILATION_CACHE_MAX_MB={raw!r} is not a size in MiB (e.g. 2048, or 0 for no "
+                       f"limit); using {DEFAULT_LIMIT_MB}")
+        return DEFAULT_LIMIT_MB << 20
+    return int(mb * (1 << 20)) or None
+
+
+def prune(path: Path, limit: int | None) -> int:
+    """Delete the least recently used files under ``path`` (by the later of access and modification time) until they
+    total at most 3/4 of ``limit`` bytes, when they total more than ``limit``; returns how many were deleted. A file
+    another process is reading stays readable by it (POSIX), and one that is gone is simply compiled again."""
+    if not limit:
+        return 0
+    files = []
+    for f in Path(path).rglob("*"):
+        try:
+            st = f.stat()
+        except OSError:  # deleted meanwhile by another process
+            continue
+        if f.is_file() and not f.name.startswith(".lock"):
+            files.append((max(st.st_atime, st.st_mtime), st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    if total <= limit:
+        return 0
+    removed = 0
+    for _, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= limit * 3 // 4:
+            break
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+    LOGGER.debug(f"compilation cache {path}: pruned {removed} least recently used files")
+    return removed

@@ -16,8 +16,9 @@ A file's name is a hash of everything the trace depends on:
 
 A file is only trusted if its argument and result shapes match the call; an unreadable, stale or mismatching file is
 traced and written again (atomically). The cache is off with ``JAXYOLO_TRACE_CACHE=0``, when JAX's compilation cache
-is off or not a local folder, and in multi-process runs; then ``CachedJit`` is plain ``jax.jit``. Like the
-compilation cache it is never pruned: delete the folder to reclaim the space (~0.4 MB per yolov8n-cls step).
+is off or not a local folder, and in multi-process runs; then ``CachedJit`` is plain ``jax.jit``. Its files
+count towards the compilation cache's size limit and are pruned with it, least recently used first
+(``jaxyolo.utils.jax_cache.prune``; ~0.4 MB per yolov8n-cls step).
 """
 
 from __future__ import annotations
