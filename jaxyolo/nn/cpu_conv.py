@@ -99,9 +99,10 @@ def kernel_grad_parts(batch: int) -> int:
 
 def _sliced_kernel_grad_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                              dimension_numbers=None, feature_group_count=1, precision=None):
-    """An ungrouped float32 convolution whose kernel gradient is the sum of the kernel gradients of batch slices,
-    for ``nn.Conv`` (forward and input gradient: the convolution's own). Other dtypes keep the plain convolution:
-    a bfloat16 sum of rounded partial gradients would lose precision where the partial sums cancel."""
+    """An ungrouped float32 convolution whose kernel gradient is the sum of the kernel gradients of batch slices (one
+    slice with several devices), for ``nn.Conv``; forward: the convolution's own; input gradient: the convolution's,
+    or when strided its phase form (``_input_grad``). Other dtypes keep the plain convolution: a bfloat16 sum of
+    rounded partial gradients would lose precision where the partial sums cancel."""
     spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, precision)
     if spec is None:
@@ -184,7 +185,7 @@ def _sliced_conv_bwd(spec, res, g):
     x, w = res
     dx = _input_grad(x, w, spec, g)
     n = x.shape[0]
-    parts = kernel_grad_parts(n)
+    parts = kernel_grad_parts(n) if jax.device_count() == 1 else 1  # a slice of a sharded batch would be resharded
     bounds = [n * i // parts for i in range(parts + 1)]
     dw = None
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -272,11 +273,13 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms).
     * The other (k x k) convolutions with their kernel gradient computed over batch slices that XLA runs side by
-      side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded):
+      side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded; with
+      several devices the kernel gradient is the convolution's own):
       yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's
       options (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there. Their
       input gradient, when strided, is one stride-1 convolution per output phase (``_phase_input_grad``) instead of
-      a convolution of the zero-dilated gradient: train step yolov8n-cls@224 ~4%, yolov8s-cls@224 ~14% faster.
+      a convolution of the zero-dilated gradient: train step yolov8n-cls@224 ~4%, yolov8s-cls@224 ~14% faster
+      (yolov8n-cls@224 data-parallel over 2 CPU devices ~3%).
 
     Measured in benchmarks/RESULTS.md.
     """
@@ -288,9 +291,7 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
         return _direct_sum_conv
     if hw[0] * hw[1] <= SMALL_MAP:
         return _patches_matmul
-    if jax.device_count() == 1:
-        return _sliced_kernel_grad_conv
-    return None
+    return _sliced_kernel_grad_conv
 
 
 _YNN_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
