@@ -305,6 +305,36 @@ def test_few_channel_direct_sum_is_the_convolution(stride, cin, dtype):
         assert conv_impl(3, stride, 1, 1, (224, 224), 5) is not _direct_sum_conv
 
 
+@pytest.mark.parametrize("shape,dtype", [((3, 7, 5, 6), jnp.float32), ((2, 1, 1, 4), jnp.float32),
+                                         ((3, 7, 5, 6), jnp.bfloat16)])
+def test_head_pool_is_the_mean(shape, dtype):
+    """The head's global average pool (``cpu_pool.global_avg_pool``): the mean over the spatial axes, value, dtype
+    and gradient, as a batched dot on CPU for float32 (no reduction in the jaxpr), a mean for bfloat16 and inside
+    ``export_graph()`` (what converters map to GlobalAveragePool / MEAN)."""
+    from jaxyolo.nn.cpu_conv import export_graph
+    from jaxyolo.nn.cpu_pool import global_avg_pool
+
+    x = jnp.asarray(np.random.default_rng(8).standard_normal(shape), dtype)
+    want = jnp.mean(x, axis=(1, 2))
+    got = jax.jit(global_avg_pool)(x)
+    tol = 1e-6 if dtype == jnp.float32 else 1e-2
+    assert got.dtype == want.dtype and got.shape == want.shape == (shape[0], shape[3])
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), rtol=tol, atol=tol)
+    weights = jnp.arange(shape[3], dtype=jnp.float32)
+    g_want, g_got = (jax.grad(lambda a, f=f: jnp.sum(f(a).astype(jnp.float32) * weights))(x)
+                     for f in (lambda a: jnp.mean(a, axis=(1, 2)), global_avg_pool))
+    np.testing.assert_allclose(np.asarray(g_got, np.float32), np.asarray(g_want, np.float32), rtol=tol, atol=tol)
+    def primitives():  # a new function each time: JAX caches traces by function, not by export_graph()
+        return {e.primitive.name for e in _eqns(jax.make_jaxpr(lambda a: global_avg_pool(a))(x).jaxpr)}
+
+    prims = primitives()
+    with export_graph():
+        exported = primitives()
+    assert "reduce_sum" in exported and "dot_general" not in exported
+    as_dot = jax.default_backend() == "cpu" and dtype == jnp.float32
+    assert ("dot_general" in prims) == as_dot and ("reduce_sum" in prims) != as_dot
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
 def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
     """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3

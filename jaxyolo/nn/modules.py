@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxyolo.nn.cpu_conv import conv_impl
+from jaxyolo.nn.cpu_pool import global_avg_pool
 from jaxyolo.nn.norm import BatchNorm
 
 # PyTorch's default initialisers (kaiming_uniform(a=sqrt(5)) for weights, U(+-1/sqrt(fan_in)) for the Linear bias),
@@ -235,7 +236,7 @@ class Classify(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, logits: bool | None = None):
         x = Conv(self.c1, self.c_, self.k, self.s, self.p, self.g, dtype=self.dtype, name="conv")(x, train)
-        x = jnp.mean(x, axis=(1, 2))
+        x = global_avg_pool(x)
         x = nn.Dropout(self.dropout, deterministic=not train, name="drop")(x)
         x = nn.Dense(self.c2, dtype=self.dtype, kernel_init=torch_kernel_init, bias_init=_torch_bias_init(self.c_),
                      name="linear")(x)
