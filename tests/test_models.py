@@ -344,7 +344,7 @@ def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
 
     m = v8n10
     opts = inference_compiler_options()
-    assert opts == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_prefer_vector_width": 512}
     x = jnp.asarray(np.random.default_rng(4).random((2, 64, 64, 3), dtype=np.float32))
 
     def fwd(v, a):
