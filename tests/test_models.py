@@ -324,6 +324,7 @@ def test_head_pool_is_the_mean(shape, dtype):
     g_want, g_got = (jax.grad(lambda a, f=f: jnp.sum(f(a).astype(jnp.float32) * weights))(x)
                      for f in (lambda a: jnp.mean(a, axis=(1, 2)), global_avg_pool))
     np.testing.assert_allclose(np.asarray(g_got, np.float32), np.asarray(g_want, np.float32), rtol=tol, atol=tol)
+
     def primitives():  # a new function each time: JAX caches traces by function, not by export_graph()
         return {e.primitive.name for e in _eqns(jax.make_jaxpr(lambda a: global_avg_pool(a))(x).jaxpr)}
 

@@ -31,6 +31,12 @@ def export_graph():
         _EXPORT_GRAPH.reset(token)
 
 
+def cpu_lowerings() -> bool:
+    """Whether the model being traced takes jaxyolo's XLA:CPU forms of its ops (here and in ``cpu_pool``): on the CPU
+    backend, outside ``export_graph()``."""
+    return not _EXPORT_GRAPH.get() and jax.default_backend() == "cpu"
+
+
 def _pointwise_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                       dimension_numbers=None, feature_group_count=1, precision=None):
     """A 1x1, stride-1, unpadded, ungrouped NHWC/HWIO convolution as the matmul it is, for ``nn.Conv``."""
@@ -283,7 +289,7 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
 
     Measured in benchmarks/RESULTS.md.
     """
-    if g != 1 or _EXPORT_GRAPH.get() or jax.default_backend() != "cpu":
+    if g != 1 or not cpu_lowerings():
         return None
     if k == 1 and s == 1 and p == 0:
         return _pointwise_matmul

@@ -11,16 +11,15 @@ GlobalAveragePool / MEAN) and non-float32 inputs.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxyolo.nn.cpu_conv import _EXPORT_GRAPH
+from jaxyolo.nn.cpu_conv import cpu_lowerings
 
 
 def global_avg_pool(x):
     """The mean of NHWC ``x`` over its two spatial axes: ``(N, C)``."""
-    if x.dtype != jnp.float32 or _EXPORT_GRAPH.get() or jax.default_backend() != "cpu":
+    if x.dtype != jnp.float32 or not cpu_lowerings():
         return jnp.mean(x, axis=(1, 2))
     n, h, w, c = x.shape
     weights = jnp.full((n, h * w), 1.0 / (h * w), jnp.float32)
