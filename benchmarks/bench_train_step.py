@@ -114,7 +114,7 @@ def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     inferences and waits for the last; info has the first step's time (compile + run) and the forward GFLOPs."""
     import jax
 
-    from jaxyolo.nn.cpu_conv import inference_compiler_options
+    from jaxyolo.nn.cpu_conv import inference_jit
     from jaxyolo.nn.summary import gflops
 
     step, state, (x, y, hp, key), module, dtype = jax_step(model_name, imgsz, batch, bf16, nc)
@@ -123,7 +123,7 @@ def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     loss.block_until_ready()
     compile_s = time.perf_counter() - t0
     run = step_runner(step, state, (x, y, hp, key))
-    fwd = jax.jit(lambda v, a: module.apply(v, a.astype(dtype) / 255), compiler_options=inference_compiler_options())
+    fwd = inference_jit(lambda v, a: module.apply(v, a.astype(dtype) / 255))
 
     def infer(n, xb):
         v = {"params": run.state().params, "batch_stats": run.state().batch_stats}

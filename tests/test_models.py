@@ -204,15 +204,17 @@ def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
 
 
 @pytest.mark.parametrize("stride,dtype", [(1, jnp.float32), (2, jnp.float32), (2, jnp.bfloat16)])
-def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype):
-    """k x k float32 convolutions on CPU keep their forward pass and input gradient, and sum the kernel gradient
-    over batch slices (``_sliced_conv_bwd``): with an odd batch (unequal slices) both gradients have the
+def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype, monkeypatch):
+    """k x k float32 convolutions on CPU keep their forward pass and input gradient, and where oneDNN is unavailable
+    (tests/test_onednn.py covers it) sum the kernel gradient over batch slices (``_sliced_conv_bwd``): with an odd batch (unequal slices) both gradients have the
     convolution's values, dtypes and shapes, and the backward pass holds one kernel-gradient convolution per slice.
     bfloat16 keeps the convolution's one kernel gradient (rounded partial sums would cancel badly)."""
     from jax import lax
 
+    from jaxyolo.nn import onednn
     from jaxyolo.nn.cpu_conv import _sliced_kernel_grad_conv, conv_impl, kernel_grad_parts
 
+    monkeypatch.setattr(onednn, "available", lambda: False)
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.standard_normal((5, 9, 8, 6)), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, 6, 7)), dtype)
@@ -295,9 +297,10 @@ def test_few_channel_direct_sum_is_the_convolution(stride, cin, dtype):
     np.testing.assert_allclose(np.asarray(got_y, np.float32), np.asarray(want_y, np.float32), rtol=tol, atol=tol)
     want = jax.jit(jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1)))(x, w)
     got = jax.jit(jax.grad(functools.partial(loss, _direct_sum_conv), (0, 1)))(x, w)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want):  # float32 sums of 100s of terms in another order (oneDNN's kernel gradient): tol of max
         assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+        scale = max(1.0, float(jnp.abs(b.astype(jnp.float32)).max()))
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol * scale)
     forward = [e.primitive.name for e in _eqns(jax.make_jaxpr(functools.partial(apply, _direct_sum_conv))(x, w).jaxpr)]
     assert ("conv_general_dilated" in forward) == (dtype != jnp.float32)
     if jax.default_backend() == "cpu":

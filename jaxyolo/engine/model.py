@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
-from jaxyolo.nn.cpu_conv import inference_compiler_options
+from jaxyolo.nn.cpu_conv import inference_jit
 from jaxyolo.nn.summary import model_info
 
 LOGGER = logging.getLogger("jaxyolo")
@@ -322,8 +322,7 @@ class YOLO:
         if self.backend is not None:
             return np.asarray(self.backend(x.transpose(0, 3, 1, 2)), dtype=np.float32)
         if self._forward is None:
-            self._forward = jax.jit(lambda v, a: self.module.apply(v, a, train=False),
-                                    compiler_options=inference_compiler_options())
+            self._forward = inference_jit(lambda v, a: self.module.apply(v, a, train=False))
         return np.asarray(self._forward(self.variables, x))
 
     # ------------------------------------------------------------------------------------------------ modes

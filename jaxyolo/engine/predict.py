@@ -241,11 +241,10 @@ class JaxRunner:
     def __init__(self, module, variables):
         import jax
 
-        from jaxyolo.nn.cpu_conv import inference_compiler_options
+        from jaxyolo.nn.cpu_conv import inference_jit
 
         self.variables = jax.device_put(variables)
-        self._fn = jax.jit(lambda v, x: module.apply(v, x.astype("float32") / 255.0, train=False),
-                           compiler_options=inference_compiler_options())
+        self._fn = inference_jit(lambda v, x: module.apply(v, x.astype("float32") / 255.0, train=False))
         self.sizes: set[int] = set()  # batch sizes compiled so far
 
     def __call__(self, images_u8: np.ndarray) -> np.ndarray:

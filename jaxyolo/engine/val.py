@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxyolo import parallel
 from jaxyolo.engine.steps import make_eval_step
-from jaxyolo.nn.cpu_conv import inference_compiler_options
+from jaxyolo.nn.cpu_conv import inference_jit
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -51,9 +51,8 @@ class Evaluator:
         self.mesh = mesh or parallel.make_mesh()
         self.nc = nc
         self.batch_sharding = parallel.data_sharding(self.mesh)
-        self._step = jax.jit(make_eval_step(module, nc, dtype or jnp.float32),
-                             out_shardings=parallel.replicated(self.mesh),
-                             compiler_options=inference_compiler_options())
+        self._step = inference_jit(make_eval_step(module, nc, dtype or jnp.float32),
+                                   out_shardings=parallel.replicated(self.mesh))
 
     def warm_up(self, variables, batch: int, size_hw: tuple[int, int]) -> None:
         """Compile the step for global eval batches of ``batch`` images of ``size_hw`` (ahead of the first use)."""

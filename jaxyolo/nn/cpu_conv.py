@@ -18,6 +18,7 @@ from jax import lax
 from jaxyolo.utils.host import host_cores
 
 _EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
+_INFERENCE = contextvars.ContextVar("jaxyolo_inference_trace", default=False)
 
 
 @contextlib.contextmanager
@@ -29,6 +30,22 @@ def export_graph():
         yield
     finally:
         _EXPORT_GRAPH.reset(token)
+
+
+def inference_jit(fn, **jit_kwargs):
+    """``jax.jit(fn)`` for an inference executable (eval steps, predict, benchmarks): compiled with
+    ``inference_compiler_options()``, and traced as inference, where XLA:CPU's k x k convolutions may run forward-only
+    kernels (oneDNN's, ``_sliced_conv``) that have no gradient."""
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        token = _INFERENCE.set(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _INFERENCE.reset(token)
+
+    return jax.jit(traced, compiler_options=inference_compiler_options(), **jit_kwargs)
 
 
 def cpu_lowerings() -> bool:
@@ -174,8 +191,32 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
     return dx[:, :h, :wd].astype(g.dtype)
 
 
+KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
+
+
+def _onednn(x, w, spec) -> bool:
+    """Whether this NHWC/HWIO convolution (``spec``: ``_f32_spec``'s) runs on oneDNN (``nn/onednn.py``): in
+    single-device processes on XLA:CPU (a custom call on a sharded batch would be gathered to one device) where the
+    extension is installed, outside ``export_graph()``."""
+    if jax.device_count() != 1 or not cpu_lowerings() or isinstance(spec[1], str):
+        return False
+    if (lax.conv_dimension_numbers(x.shape, w.shape, spec[2])
+            != lax.conv_dimension_numbers(x.shape, w.shape, _NHWC)):
+        return False
+    from jaxyolo.nn import onednn
+
+    return onednn.available()
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _sliced_conv(x, w, spec):
+    """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
+    yolov8n-cls and yolov8s-cls inference at 224 px, batch 32, ~10% faster than XLA's multi-threaded convolution
+    (benchmarks/RESULTS.md). In a train step XLA's own convolution runs forward: oneDNN's there made it slower."""
+    if _INFERENCE.get() and _onednn(x, w, spec):
+        from jaxyolo.nn import onednn
+
+        return onednn.conv(x, w, spec[0], spec[1])
     return _plain_conv(x, w, spec)
 
 
@@ -184,12 +225,19 @@ def _sliced_conv_fwd(x, w, spec):
 
 
 def _sliced_conv_bwd(spec, res, g):
-    """The input gradient as autodiff forms it; the kernel gradient summed over ``kernel_grad_parts`` batch slices.
-    XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and the kernel gradients (a third of
-    yolov8n-cls's train step at 224 px) have no other work beside them; as independent slices its thread pool runs
-    them side by side. yolov8n-cls at 224, batch 32, 2 cores: step 511 -> 453 ms (benchmarks/RESULTS.md)."""
+    """The input gradient as autodiff forms it (``_input_grad``). The kernel gradient on oneDNN where available
+    (``_onednn``), on ``KERNEL_GRAD_THREADS`` (one) core, which XLA runs beside the input gradient on the other
+    cores: XLA:CPU's kernel gradients are a third of yolov8n-cls's train step at 224 px, oneDNN's are ~2.7x faster
+    (train step yolov8n-cls@224 ~12% faster, yolov8s-cls@224 ~4%; benchmarks/RESULTS.md). Otherwise XLA's, summed
+    over ``kernel_grad_parts`` batch slices: XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and as
+    independent slices its thread pool runs them side by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 ->
+    453 ms)."""
     x, w = res
     dx = _input_grad(x, w, spec, g)
+    if _onednn(x, w, spec):
+        from jaxyolo.nn import onednn
+
+        return dx, onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS)
     n = x.shape[0]
     parts = kernel_grad_parts(n) if jax.device_count() == 1 else 1  # a slice of a sharded batch would be resharded
     bounds = [n * i // parts for i in range(parts + 1)]

@@ -1,0 +1,85 @@
+"""oneDNN's convolution kernels inside XLA:CPU executables, as XLA FFI custom calls (``onednn_conv.cc``).
+
+XLA:CPU's own 3x3 convolutions are the largest part of yolov8n-cls's train step and inference at 224 px; oneDNN
+(Intel's CPU deep-learning library, the ``onednn-cpu-gomp`` wheel: oneDNN 3.2 with GNU OpenMP) computes the kernel
+gradient ~2.7x and the forward pass ~1.7x faster on the same CPU (``benchmarks/RESULTS.md``). ``nn/cpu_conv.py``
+decides where they are used. The extension is built when jaxyolo is installed (``setup.py``; Linux x86_64); where
+it or the oneDNN library is missing, ``available()`` is False and every convolution stays XLA's.
+``JAXYOLO_ONEDNN=off`` turns it off (for A/B comparisons).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdWeights")
+_RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
+
+
+def _runtime_library() -> Path:
+    dist = metadata.distribution(_RUNTIME)
+    for f in dist.files or ():
+        if f.name == "libdnnl.so.3":
+            return Path(dist.locate_file(f))
+    raise FileNotFoundError(f"{_RUNTIME} is installed without lib/libdnnl.so.3")
+
+
+def _extension() -> Path:
+    found = sorted(Path(__file__).parent.glob("_onednn_conv*.so"))
+    if not found:
+        raise FileNotFoundError(f"jaxyolo's oneDNN extension (_onednn_conv*.so) is not built in {Path(__file__).parent}")
+    return found[0]
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the oneDNN custom calls are registered with XLA:CPU (loaded on first use; False where the extension
+    or libdnnl is missing or fails to load, or ``JAXYOLO_ONEDNN`` is off/0/false)."""
+    if os.environ.get("JAXYOLO_ONEDNN", "").strip().lower() in ("off", "0", "false", "no"):
+        return False
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        ctypes.CDLL(str(_runtime_library()), mode=ctypes.RTLD_GLOBAL)  # resolves the extension's dnnl_* symbols
+        lib = ctypes.CDLL(str(_extension()))
+        for name in _TARGETS:
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+    except (OSError, metadata.PackageNotFoundError, AttributeError) as e:
+        log.debug("oneDNN convolutions unavailable, XLA's are used: %s", e)
+        return False
+    return True
+
+
+def _attrs(strides, padding, threads):
+    (sh, sw), ((pt, pb), (pl, pr)) = strides, padding
+    return {k: np.int64(v) for k, v in dict(sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr, threads=threads).items()}
+
+
+def conv(x, w, strides, padding, threads: int = 0):
+    """``lax.conv_general_dilated(x, w, strides, padding)`` for float32 NHWC ``x`` and HWIO ``w`` (explicit
+    ``((top, bottom), (left, right))`` padding), on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default)."""
+    n, h, wd, _ = x.shape
+    kh, kw, _, co = w.shape
+    ho = (h + sum(padding[0]) - kh) // strides[0] + 1
+    wo = (wd + sum(padding[1]) - kw) // strides[1] + 1
+    out = jax.ShapeDtypeStruct((n, ho, wo, co), x.dtype)
+    return jax.ffi.ffi_call("JaxyoloConvFwd", out, vmap_method="sequential")(x, w, **_attrs(strides, padding, threads))
+
+
+def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1):
+    """The gradient of ``conv(x, w, strides, padding)`` with respect to ``w`` (HWIO ``w_shape``) for the output
+    cotangent ``g``, on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default)."""
+    out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
+    return jax.ffi.ffi_call("JaxyoloConvBwdWeights", out, vmap_method="sequential")(
+        x, g, **_attrs(strides, padding, threads))

@@ -1,0 +1,169 @@
+// oneDNN's float32 2-D convolution (forward) and its kernel gradient as XLA:CPU FFI custom calls.
+//
+// Loaded by jaxyolo/nn/onednn.py with ctypes after libdnnl (the onednn-cpu-gomp wheel) is loaded with RTLD_GLOBAL,
+// which resolves the dnnl_* symbols this library leaves undefined. Layouts are JAX's NHWC activations and HWIO
+// kernels. A primitive is created once per shape/stride/padding/thread count (oneDNN picks its kernel there) and
+// then run concurrently from XLA's threads with a scratchpad of the call's own.
+
+#include <omp.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+enum Kind : int64_t { kForward = 0, kKernelGrad = 1 };
+
+struct Geometry {
+  memory::dims x, w, y;  // oneDNN's logical dims: x/y {N, C, H, W}, w {O, I, KH, KW}
+  memory::dims strides, pad_l, pad_r;
+};
+
+struct Plan {
+  dnnl::primitive primitive;
+  memory::desc x_md, w_md, y_md, scratch_md;
+  bool reorder_w = false;  // kernel gradient in oneDNN's blocked format, reordered into HWIO after the primitive
+  memory::desc w_user_md;
+  dnnl::primitive reorder;
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+memory::desc Desc(const memory::dims& dims, memory::format_tag tag) {
+  return memory::desc(dims, memory::data_type::f32, tag);
+}
+
+std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
+  auto& eng = Engine();
+  auto plan = std::make_unique<Plan>();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto x_md = Desc(g.x, memory::format_tag::nhwc);
+  auto y_md = Desc(g.y, memory::format_tag::nhwc);
+  auto w_md = Desc(g.w, memory::format_tag::hwio);
+  auto algo = dnnl::algorithm::convolution_direct;
+  if (kind == kForward) {
+    dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_md, y_md,
+                                                 g.strides, g.pad_l, g.pad_r, attr);
+    plan->primitive = dnnl::convolution_forward(pd);
+    plan->scratch_md = pd.scratchpad_desc();
+  } else {
+    // A fixed HWIO kernel gradient makes oneDNN fall back to a slow GEMM kernel; its own format, then a reorder.
+    auto w_any = Desc(g.w, memory::format_tag::any);
+    dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w_any, y_md,
+                                                   g.strides, g.pad_l, g.pad_r);
+    dnnl::convolution_backward_weights::primitive_desc pd(eng, algo, x_md, w_any, y_md, g.strides, g.pad_l, g.pad_r,
+                                                          hint, attr);
+    plan->primitive = dnnl::convolution_backward_weights(pd);
+    plan->scratch_md = pd.scratchpad_desc();
+    if (pd.diff_weights_desc() != w_md) {
+      plan->reorder_w = true;
+      plan->w_user_md = w_md;
+      w_md = pd.diff_weights_desc();
+      plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, plan->w_user_md));
+    }
+  }
+  plan->x_md = x_md;
+  plan->w_md = w_md;
+  plan->y_md = y_md;
+  return plan;
+}
+
+using Key = std::tuple<int64_t, memory::dims, memory::dims, memory::dims, memory::dims, memory::dims, memory::dims,
+                       int64_t>;
+
+const Plan& GetPlan(Kind kind, const Geometry& g, int64_t threads) {
+  static std::mutex mu;
+  static std::map<Key, std::unique_ptr<Plan>> plans;
+  Key key{kind, g.x, g.w, g.y, g.strides, g.pad_l, g.pad_r, threads};
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = plans[key];
+  if (!slot) slot = MakePlan(kind, g);
+  return *slot;
+}
+
+memory::dims Nchw(ffi::Span<const int64_t> nhwc) { return {nhwc[0], nhwc[3], nhwc[1], nhwc[2]}; }
+memory::dims Oihw(ffi::Span<const int64_t> hwio) { return {hwio[3], hwio[2], hwio[0], hwio[1]}; }
+
+ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64_t> w_dims,
+               ffi::Span<const int64_t> y_dims, float* x, float* w, float* y, int64_t sh, int64_t sw, int64_t pt,
+               int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
+  if (x_dims.size() != 4 || w_dims.size() != 4 || y_dims.size() != 4) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
+  }
+  Geometry g{Nchw(x_dims), Oihw(w_dims), Nchw(y_dims), {sh, sw}, {pt, pl}, {pb, pr}};
+  try {
+    // OpenMP's team size is a per-thread setting, and XLA's threads run calls with different counts: set it always.
+    static const int default_threads = omp_get_max_threads();  // OMP_NUM_THREADS, else the cores
+    if (threads <= 0) threads = default_threads;
+    omp_set_num_threads(static_cast<int>(threads));
+    const Plan& plan = GetPlan(kind, g, threads);
+    auto& eng = Engine();
+    dnnl::stream stream(eng);
+    std::vector<char> scratch(plan.scratch_md.get_size());
+    memory scratch_mem(plan.scratch_md, eng, scratch.data());
+    memory x_mem(plan.x_md, eng, x), y_mem(plan.y_md, eng, y);
+    if (kind == kForward) {
+      memory w_mem(plan.w_md, eng, w);
+      plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem},
+                                      {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+    } else {
+      memory w_out(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
+      memory w_mem = plan.reorder_w ? memory(plan.w_md, eng) : w_out;
+      plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_WEIGHTS, w_mem},
+                                      {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      if (plan.reorder_w) plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_mem}, {DNNL_ARG_TO, w_out}});
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("jaxyolo oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using F32Out = ffi::ResultBuffer<ffi::F32>;
+
+ffi::Error Forward(F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
+                   int64_t threads) {
+  return Run(kForward, x.dimensions(), w.dimensions(), y->dimensions(), x.typed_data(), w.typed_data(),
+             y->typed_data(), sh, sw, pt, pb, pl, pr, threads);
+}
+
+ffi::Error KernelGrad(F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                      int64_t pr, int64_t threads) {
+  return Run(kKernelGrad, x.dimensions(), dw->dimensions(), gy.dimensions(), x.typed_data(), dw->typed_data(),
+             gy.typed_data(), sh, sw, pt, pb, pl, pr, threads);
+}
+
+template <typename B>
+auto WithAttrs(B&& binding) {
+  return std::move(binding)
+      .template Attr<int64_t>("sh")
+      .template Attr<int64_t>("sw")
+      .template Attr<int64_t>("pt")
+      .template Attr<int64_t>("pb")
+      .template Attr<int64_t>("pl")
+      .template Attr<int64_t>("pr")
+      .template Attr<int64_t>("threads");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvFwd, Forward, WithAttrs(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvBwdWeights, KernelGrad,
+                              WithAttrs(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));

@@ -1,0 +1,31 @@
+"""Builds jaxyolo's oneDNN convolution extension (``jaxyolo/nn/onednn_conv.cc``, Linux x86_64); the rest of the
+package is declared in pyproject.toml. The extension is optional: where it cannot be built the install goes on and
+jaxyolo uses XLA's own convolutions (``jaxyolo/nn/onednn.py``)."""
+
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+
+def _include_dirs() -> list[str]:
+    import jaxlib  # the XLA FFI headers (xla/ffi/api/ffi.h) ship in jaxlib's wheel
+
+    dist = metadata.distribution("onednn-devel-cpu-gomp")
+    header = next(f for f in dist.files or () if f.name == "dnnl.hpp" and f.parent.name == "dnnl")
+    return [str(Path(jaxlib.__file__).parent / "include"), str(Path(dist.locate_file(header)).parents[2])]
+
+
+ext_modules = []
+if platform.system() == "Linux" and platform.machine() == "x86_64":
+    try:
+        ext_modules.append(Extension(
+            "jaxyolo.nn._onednn_conv", ["jaxyolo/nn/onednn_conv.cc"], include_dirs=_include_dirs(),
+            libraries=["gomp"],  # omp_set_num_threads; the dnnl_* symbols resolve from libdnnl, loaded first at run time
+            extra_compile_args=["-std=c++17", "-O2", "-w"], language="c++", optional=True))
+    except (ImportError, metadata.PackageNotFoundError, StopIteration) as e:
+        print(f"jaxyolo: not building the oneDNN extension ({e!r}); XLA's convolutions will be used", file=sys.stderr)
+
+setup(ext_modules=ext_modules)

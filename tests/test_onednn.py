@@ -1,0 +1,107 @@
+"""oneDNN's convolutions in XLA:CPU executables (jaxyolo/nn/onednn.py, onednn_conv.cc): built by the install, the
+same values as XLA's convolution, used where cpu_conv.py says (kernel gradients in train steps, the forward pass of
+inference executables), never in exported graphs, and a silent fallback to XLA's where unavailable."""
+
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxyolo import YOLO
+from jaxyolo.nn import onednn
+from jaxyolo.nn.cpu_conv import export_graph, inference_jit
+
+pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu" or jax.device_count() != 1,
+                                reason="XLA:CPU custom calls, single-device processes")
+_DN = ("NHWC", "HWIO", "NHWC")
+_CASES = [  # batch, h, w, cin, cout, k, strides, padding
+    (5, 9, 8, 6, 7, 3, (1, 1), ((1, 1), (1, 1))),
+    (3, 10, 11, 16, 8, 3, (2, 2), ((1, 1), (1, 1))),
+    (2, 7, 10, 5, 4, 3, (2, 2), ((0, 1), (1, 0))),
+    (1, 12, 9, 8, 24, 5, (3, 2), ((2, 1), (2, 2))),
+]
+
+
+def test_the_install_builds_and_loads_the_extension():
+    """pip install builds jaxyolo/nn/_onednn_conv*.so (setup.py) and the onednn-cpu-gomp wheel provides libdnnl on
+    Linux x86_64, so the speed-up is not silently lost to a missing build step."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        pytest.skip("the extension is built on Linux x86_64 only")
+    assert onednn.available()
+
+
+@pytest.mark.parametrize("case", _CASES)
+def test_forward_and_kernel_gradient_are_the_convolutions(case):
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    n, h, w_, ci, co, k, strides, padding = case
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((n, h, w_, ci)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, ci, co)), jnp.float32)
+    want, vjp = jax.vjp(lambda b: lax.conv_general_dilated(x, b, strides, padding, dimension_numbers=_DN), w)
+    g = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
+    got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding))(x, w)
+    assert got.shape == want.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    for threads in (1, 0):
+        dw = jax.jit(lambda a, c, t=threads: onednn.kernel_grad(a, c, w.shape, strides, padding, t))(x, g)
+        assert dw.shape == w.shape
+        np.testing.assert_allclose(dw, vjp(g)[0], rtol=1e-5, atol=1e-4)
+
+
+def _custom_calls(text: str) -> set[str]:
+    return {t for t in ("JaxyoloConvFwd", "JaxyoloConvBwdWeights") if t in text}
+
+
+@pytest.fixture(scope="module")
+def v8n():
+    return YOLO("yolov8n-cls.yaml", nc=10)
+
+
+def _loss_grads(m, x):
+    def loss(params):
+        logits, _ = m.module.apply({"params": params, "batch_stats": m.variables["batch_stats"]}, x, train=True,
+                                   mutable=["batch_stats"])
+        return jnp.sum(jax.nn.log_softmax(logits)[:, 3])
+
+    return jax.jit(jax.value_and_grad(loss)), m.variables["params"]
+
+
+def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch):
+    """yolov8n-cls at 48 px: the train step's kernel gradients and the inference forward pass run on oneDNN (custom
+    calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
+    fn, params = _loss_grads(v8n, x)
+    train_hlo = fn.lower(params).as_text()
+    assert _custom_calls(train_hlo) == {"JaxyoloConvBwdWeights"}  # forward stays XLA's in a train step
+    infer = inference_jit(lambda v, a: v8n.module.apply(v, a))
+    assert _custom_calls(infer.lower(v8n.variables, x).as_text()) == {"JaxyoloConvFwd"}
+    (loss, grads), out = fn(params), infer(v8n.variables, x)
+
+    monkeypatch.setattr(onednn, "available", lambda: False)
+    fn2, _ = _loss_grads(v8n, x)
+    infer2 = inference_jit(lambda v, a: v8n.module.apply(v, a))
+    assert not _custom_calls(fn2.lower(params).as_text()) and not _custom_calls(infer2.lower(v8n.variables, x).as_text())
+    loss2, grads2 = fn2(params)
+    np.testing.assert_allclose(loss, loss2, rtol=1e-5)
+    np.testing.assert_allclose(out, infer2(v8n.variables, x), atol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()) + 1e-7)
+
+
+def test_exported_graphs_hold_no_custom_calls(v8n):
+    """Converters trace inside export_graph(): every convolution stays a convolution op there."""
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    with export_graph():
+        text = inference_jit(lambda v, a: v8n.module.apply(v, a)).lower(v8n.variables, x).as_text()
+    assert not _custom_calls(text) and "convolution" in text
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("JAXYOLO_ONEDNN", "off")
+    assert onednn.available.__wrapped__() is False
