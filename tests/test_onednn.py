@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 from jaxyolo import YOLO
-from jaxyolo.nn import onednn
+from jaxyolo.nn import cpu_conv, onednn
 from jaxyolo.nn.cpu_conv import export_graph, inference_jit
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu" or jax.device_count() != 1,
@@ -71,11 +71,14 @@ def _loss_grads(m, x):
 
 
 def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch):
-    """yolov8n-cls at 48 px: the train step's kernel gradients and the inference forward pass run on oneDNN (custom
-    calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
+    """yolov8n-cls at 48 px: the train step's kernel gradients and the inference forward pass (of convolutions of at
+    least FORWARD_MIN_MACS) run on oneDNN (custom calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
     if not onednn.available():
         pytest.skip("oneDNN extension not available")
     x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
+    small = inference_jit(lambda v, a: v8n.module.apply(v, a)).lower(v8n.variables, x).as_text()
+    assert not _custom_calls(small)  # every convolution under FORWARD_MIN_MACS: XLA's
+    monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 0)
     fn, params = _loss_grads(v8n, x)
     train_hlo = fn.lower(params).as_text()
     assert _custom_calls(train_hlo) == {"JaxyoloConvBwdWeights"}  # forward stays XLA's in a train step

@@ -192,6 +192,9 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
 
 
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
+FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions (``_sliced_conv``); 0: OpenMP's default
+FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
+# there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
 
 
 def _onednn(x, w, spec) -> bool:
@@ -208,15 +211,24 @@ def _onednn(x, w, spec) -> bool:
     return onednn.available()
 
 
+def _macs(x, w, spec) -> int:
+    """Multiply-adds of an NHWC/HWIO convolution (``spec``: ``_f32_spec``'s)."""
+    if isinstance(spec[1], str):
+        return 0
+    (n, h, wd, ci), (kh, kw, _, co) = x.shape, w.shape
+    (sh, sw), ((pt, pb), (pl, pr)) = spec[0], spec[1]
+    return n * ((h + pt + pb - kh) // sh + 1) * ((wd + pl + pr - kw) // sw + 1) * co * ci * kh * kw
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
     yolov8n-cls and yolov8s-cls inference at 224 px, batch 32, ~10% faster than XLA's multi-threaded convolution
     (benchmarks/RESULTS.md). In a train step XLA's own convolution runs forward: oneDNN's there made it slower."""
-    if _INFERENCE.get() and _onednn(x, w, spec):
+    if _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
-        return onednn.conv(x, w, spec[0], spec[1])
+        return onednn.conv(x, w, spec[0], spec[1], FORWARD_THREADS)
     return _plain_conv(x, w, spec)
 
 
@@ -294,7 +306,7 @@ def _direct_conv_fwd(x, w, spec):
 
 
 def _direct_conv_bwd(spec, res, g):
-    """The convolution's gradients: the kernel gradient over batch slices in single-device processes
+    """The convolution's gradients: the kernel gradient on oneDNN or over batch slices in single-device processes
     (``_sliced_conv_bwd``), autodiff's otherwise (a slice of a sharded batch would be resharded). Autodiff of the
     sum itself would form one reduction per term (~8x slower)."""
     if jax.device_count() == 1:
@@ -326,7 +338,11 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
     * k x k convolutions of inputs with <= 4 channels (the RGB stem) as a sum of shifted, scaled inputs
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms).
-    * The other (k x k) convolutions with their kernel gradient computed over batch slices that XLA runs side by
+    * The other (k x k) convolutions, in single-device processes where jaxyolo's oneDNN extension is installed
+      (``nn/onednn.py``), with their kernel gradient on oneDNN, one core, beside XLA's input gradient
+      (``_sliced_conv_bwd``: yolov8n-cls@224 train step ~14% faster), and in inference executables
+      (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224, batch
+      32: ~15% faster). Without oneDNN, their kernel gradient computed over batch slices that XLA runs side by
       side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded; with
       several devices the kernel gradient is the convolution's own):
       yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's

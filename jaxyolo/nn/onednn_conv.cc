@@ -113,9 +113,9 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
     omp_set_num_threads(static_cast<int>(threads));
     const Plan& plan = GetPlan(kind, g, threads);
     auto& eng = Engine();
-    dnnl::stream stream(eng);
-    std::vector<char> scratch(plan.scratch_md.get_size());
-    memory scratch_mem(plan.scratch_md, eng, scratch.data());
+    thread_local dnnl::stream stream(eng);
+    std::unique_ptr<char[]> scratch(new char[plan.scratch_md.get_size() + 1]);  // uninitialised: no zero fill
+    memory scratch_mem(plan.scratch_md, eng, scratch.get());
     memory x_mem(plan.x_md, eng, x), y_mem(plan.y_md, eng, y);
     if (kind == kForward) {
       memory w_mem(plan.w_md, eng, w);
