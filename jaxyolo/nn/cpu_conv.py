@@ -223,8 +223,9 @@ def _macs(x, w, spec) -> int:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
-    yolov8n-cls and yolov8s-cls inference at 224 px, batch 32, ~10% faster than XLA's multi-threaded convolution
-    (benchmarks/RESULTS.md). In a train step XLA's own convolution runs forward: oneDNN's there made it slower."""
+    yolov8n-cls inference at 224 px, batch 32, 13-23% more images/s than on XLA's multi-threaded convolution
+    (benchmarks/RESULTS.md, session 23). In a train step XLA's own convolution runs forward (oneDNN's there: -2 to
+    +2% by model, not adopted)."""
     if _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
