@@ -23,7 +23,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdWeights")
+TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdWeights")  # the FFI targets, by the names traced programs call them
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
@@ -53,12 +53,21 @@ def available() -> bool:
     try:
         ctypes.CDLL(str(_runtime_library()), mode=ctypes.RTLD_GLOBAL)  # resolves the extension's dnnl_* symbols
         lib = ctypes.CDLL(str(_extension()))
-        for name in _TARGETS:
+        for name in TARGETS:
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     except (OSError, metadata.PackageNotFoundError, AttributeError) as e:
         log.debug("oneDNN convolutions unavailable, XLA's are used: %s", e)
         return False
     return True
+
+
+def trace_key() -> tuple:
+    """What a traced XLA:CPU program's use of these kernels depends on (``utils/trace_cache.py``): whether they are
+    available, and which build of the extension. Loads them (so a deserialized program's calls resolve)."""
+    if not available():
+        return (False,)
+    st = _extension().stat()
+    return (True, st.st_size, st.st_mtime_ns)
 
 
 def _attrs(strides, padding, threads):

@@ -12,7 +12,8 @@ A file's name is a hash of everything the trace depends on:
 * the caller's description of the function (``key``: model, optimizer recipe, dtype, seed, ...),
 * the arguments' tree structures, shapes, dtypes and shardings,
 * jaxyolo's source files, the versions of Python, jax, jaxlib, flax, optax, numpy and ml_dtypes, the backend and
-  its devices, the host's core count, and JAX's configuration flags.
+  its devices, the host's core count, JAX's configuration flags, and on CPU whether (and which build of) jaxyolo's
+  oneDNN extension is used (``nn/onednn.py``; its calls are kept in the file as custom calls).
 
 A file is only trusted if its argument and result shapes match the call; an unreadable, stale or mismatching file is
 traced and written again (atomically). The cache is off with ``JAXYOLO_TRACE_CACHE=0``, when JAX's compilation cache
@@ -72,9 +73,19 @@ def _fingerprint() -> str:
         flags = sorted((k, repr(v)) for k, v in jax.config.values.items() if not _SKIP_FLAGS.search(k))
         devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
         cores = host_cores()  # XLA:CPU traces slice some kernel gradients per core (nn.cpu_conv)
-        h.update(repr((sys.version, versions, jax.default_backend(), devices, cores, flags)).encode())
+        onednn = _onednn_key()
+        h.update(repr((sys.version, versions, jax.default_backend(), devices, cores, flags, onednn)).encode())
         _FINGERPRINT.append(h.hexdigest())
     return _FINGERPRINT[0]
+
+
+def _onednn_key() -> tuple:
+    """On XLA:CPU, traces call jaxyolo's oneDNN kernels where the extension is available (``nn/onednn.py``)."""
+    if jax.default_backend() != "cpu":
+        return ()
+    from jaxyolo.nn import onednn
+
+    return onednn.trace_key()
 
 
 def result_file(name: str, key) -> Path | None:
@@ -281,6 +292,10 @@ class CachedJit:
         abstract = [[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in jax.tree.leaves(a)] for a in args]
         # The lowering platform ('cuda'/'rocm', not jax.default_backend()'s 'gpu': an Exported for 'gpu' cannot be
         # called on a CUDA device, which broke every step on GPUs until session 16).
-        exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[export.default_export_platform()])(*abstract)
+        from jaxyolo.nn.onednn import TARGETS  # jaxyolo's own FFI calls (registered in this process: _fingerprint)
+
+        checks = [export.DisabledSafetyCheck.custom_call(t) for t in TARGETS]
+        exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[export.default_export_platform()],
+                            disabled_checks=checks)(*abstract)
         _write_cache_file(path, lambda f: f.write(exp.serialize()))
         return exp
