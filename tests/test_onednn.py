@@ -107,4 +107,4 @@ def test_exported_graphs_hold_no_custom_calls(v8n):
 
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("JAXYOLO_ONEDNN", "off")
-    assert onednn.available.__wrapped__() is False
+    assert onednn._load.__wrapped__() is False

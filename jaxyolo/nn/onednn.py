@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import platform
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -42,10 +43,18 @@ def _extension() -> Path:
     return found[0]
 
 
-@functools.cache
+_LOCK = threading.Lock()  # models may be traced on several threads (the trainer lowers steps ahead on one)
+
+
 def available() -> bool:
     """Whether the oneDNN custom calls are registered with XLA:CPU (loaded on first use; False where the extension
     or libdnnl is missing or fails to load, or ``JAXYOLO_ONEDNN`` is off/0/false)."""
+    with _LOCK:
+        return _load()
+
+
+@functools.cache
+def _load() -> bool:
     if os.environ.get("JAXYOLO_ONEDNN", "").strip().lower() in ("off", "0", "false", "no"):
         return False
     if platform.system() != "Linux" or platform.machine() != "x86_64":
