@@ -48,8 +48,8 @@ def hlo_ops(hlo: str) -> dict:
 
 def categorise(name: str, body: str) -> tuple[str, str]:
     """(category, detail) of instruction ``name`` from its text and (for fusions) its fused computation: convolutions
-    by direction, cuDNN and jaxyolo's oneDNN calls by kind, dots, and everything else by XLA's own name for it (``transpose_copy_fusion``,
-    ``multiply_add_fusion``, ...: what the fusion computes) without the numeric suffix."""
+    by direction, cuDNN and jaxyolo's oneDNN calls by kind, dots, and everything else by XLA's own name for it
+    (``transpose_copy_fusion``, ``multiply_add_fusion``, ...: what the fusion computes) without the numeric suffix."""
     if m := re.search(r'custom_call_target="([^"]+)"', body):
         target = m.group(1)
         if target.startswith("JaxyoloConv"):  # jaxyolo's oneDNN kernels on XLA:CPU (jaxyolo/nn/onednn.py)

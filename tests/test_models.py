@@ -206,9 +206,9 @@ def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
 @pytest.mark.parametrize("stride,dtype", [(1, jnp.float32), (2, jnp.float32), (2, jnp.bfloat16)])
 def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype, monkeypatch):
     """k x k float32 convolutions on CPU keep their forward pass and input gradient, and where oneDNN is unavailable
-    (tests/test_onednn.py covers it) sum the kernel gradient over batch slices (``_sliced_conv_bwd``): with an odd batch (unequal slices) both gradients have the
-    convolution's values, dtypes and shapes, and the backward pass holds one kernel-gradient convolution per slice.
-    bfloat16 keeps the convolution's one kernel gradient (rounded partial sums would cancel badly)."""
+    (tests/test_onednn.py covers it) sum the kernel gradient over batch slices (``_sliced_conv_bwd``): with an odd
+    batch (unequal slices) both gradients have the convolution's values, dtypes and shapes, and the backward pass
+    holds one kernel-gradient convolution per slice. bfloat16 keeps the convolution's one kernel gradient (rounded partial sums would cancel badly)."""
     from jax import lax
 
     from jaxyolo.nn import onednn

@@ -54,6 +54,19 @@ def cpu_lowerings() -> bool:
     return not _EXPORT_GRAPH.get() and jax.default_backend() == "cpu"
 
 
+def conv_out_hw(hw, kernel_hw, strides, padding) -> tuple[int, int]:
+    """The output map size of a convolution of an ``hw`` map with explicit ``((top, bottom), (left, right))``
+    padding."""
+    (h, w), (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = hw, kernel_hw, strides, padding
+    return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+
+
+def _is_nhwc(x, w, dimension_numbers) -> bool:
+    """Whether ``dimension_numbers`` lay ``x`` and ``w`` out as NHWC/HWIO (-> NHWC)."""
+    return (lax.conv_dimension_numbers(x.shape, w.shape, dimension_numbers)
+            == lax.conv_dimension_numbers(x.shape, w.shape, _NHWC))
+
+
 def _pointwise_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                       dimension_numbers=None, feature_group_count=1, precision=None):
     """A 1x1, stride-1, unpadded, ungrouped NHWC/HWIO convolution as the matmul it is, for ``nn.Conv``."""
@@ -93,7 +106,7 @@ def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs
     kh, kw, _, _ = rhs.shape
     (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
     h, w = lhs.shape[1:3]
-    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    ho, wo = conv_out_hw((h, w), (kh, kw), window_strides, padding)
 
     def live(i, stride, n_out, pad, n_in):  # does tap i read an input pixel (not only padding) for some output?
         return any(pad <= i + stride * o < pad + n_in for o in range(n_out))
@@ -149,8 +162,7 @@ def _input_grad(x, w, spec, g):
     strides, padding, dimension_numbers, precision = spec
     kh, kw = w.shape[:2]
     if (PHASE_GRAD and max(strides) > 1 and kh >= strides[0] and kw >= strides[1]
-            and lax.conv_dimension_numbers(x.shape, w.shape, dimension_numbers)
-            == lax.conv_dimension_numbers(x.shape, w.shape, _NHWC)):
+            and _is_nhwc(x, w, dimension_numbers)):
         return _phase_input_grad(g, w, x.shape, strides, padding, precision)
     _, input_vjp = jax.vjp(lambda a: _plain_conv(a, w, spec), x)
     return input_vjp(g)[0]
@@ -201,10 +213,7 @@ def _onednn(x, w, spec) -> bool:
     """Whether this NHWC/HWIO convolution (``spec``: ``_f32_spec``'s) runs on oneDNN (``nn/onednn.py``): in
     single-device processes on XLA:CPU (a custom call on a sharded batch would be gathered to one device) where the
     extension is installed, outside ``export_graph()``."""
-    if jax.device_count() != 1 or not cpu_lowerings() or isinstance(spec[1], str):
-        return False
-    if (lax.conv_dimension_numbers(x.shape, w.shape, spec[2])
-            != lax.conv_dimension_numbers(x.shape, w.shape, _NHWC)):
+    if jax.device_count() != 1 or not cpu_lowerings() or not _is_nhwc(x, w, spec[2]):
         return False
     from jaxyolo.nn import onednn
 
@@ -213,11 +222,9 @@ def _onednn(x, w, spec) -> bool:
 
 def _macs(x, w, spec) -> int:
     """Multiply-adds of an NHWC/HWIO convolution (``spec``: ``_f32_spec``'s)."""
-    if isinstance(spec[1], str):
-        return 0
     (n, h, wd, ci), (kh, kw, _, co) = x.shape, w.shape
-    (sh, sw), ((pt, pb), (pl, pr)) = spec[0], spec[1]
-    return n * ((h + pt + pb - kh) // sh + 1) * ((wd + pl + pr - kw) // sw + 1) * co * ci * kh * kw
+    ho, wo = conv_out_hw((h, wd), (kh, kw), spec[0], spec[1])
+    return n * ho * wo * co * ci * kh * kw
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -241,7 +248,7 @@ def _sliced_conv_bwd(spec, res, g):
     """The input gradient as autodiff forms it (``_input_grad``). The kernel gradient on oneDNN where available
     (``_onednn``), on ``KERNEL_GRAD_THREADS`` (one) core, which XLA runs beside the input gradient on the other
     cores: XLA:CPU's kernel gradients are a third of yolov8n-cls's train step at 224 px, oneDNN's are ~2.7x faster
-    (train step yolov8n-cls@224 ~12% faster, yolov8s-cls@224 ~4%; benchmarks/RESULTS.md). Otherwise XLA's, summed
+    (train step yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%; benchmarks/RESULTS.md). Otherwise XLA's, summed
     over ``kernel_grad_parts`` batch slices: XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and as
     independent slices its thread pool runs them side by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 ->
     453 ms)."""
@@ -284,8 +291,7 @@ def _tap_sum(x, w, strides, padding):
     """``sum over (i, j, c) of x_padded[:, i::sh, j::sw, c:c+1] * w[i, j, c]``: the convolution, term by term."""
     kh, kw, cin, _ = w.shape
     (sh, sw), ((pt, pb), (pl, pr)) = strides, padding
-    h, wd = x.shape[1:3]
-    ho, wo = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+    ho, wo = conv_out_hw(x.shape[1:3], (kh, kw), strides, padding)
     xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     acc = None
     for i in range(kh):
@@ -343,7 +349,7 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       (``nn/onednn.py``), with their kernel gradient on oneDNN, one core, beside XLA's input gradient
       (``_sliced_conv_bwd``: yolov8n-cls@224 train step ~14% faster), and in inference executables
       (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224, batch
-      32: ~15% faster). Without oneDNN, their kernel gradient computed over batch slices that XLA runs side by
+      32: 13-23% more images/s). Without oneDNN, their kernel gradient computed over batch slices that XLA runs side by
       side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded; with
       several devices the kernel gradient is the convolution's own):
       yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's

@@ -87,11 +87,10 @@ def _attrs(strides, padding, threads):
 def conv(x, w, strides, padding, threads: int = 0):
     """``lax.conv_general_dilated(x, w, strides, padding)`` for float32 NHWC ``x`` and HWIO ``w`` (explicit
     ``((top, bottom), (left, right))`` padding), on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default)."""
-    n, h, wd, _ = x.shape
-    kh, kw, _, co = w.shape
-    ho = (h + sum(padding[0]) - kh) // strides[0] + 1
-    wo = (wd + sum(padding[1]) - kw) // strides[1] + 1
-    out = jax.ShapeDtypeStruct((n, ho, wo, co), x.dtype)
+    from jaxyolo.nn.cpu_conv import conv_out_hw
+
+    ho, wo = conv_out_hw(x.shape[1:3], w.shape[:2], strides, padding)
+    out = jax.ShapeDtypeStruct((x.shape[0], ho, wo, w.shape[3]), x.dtype)
     return jax.ffi.ffi_call("JaxyoloConvFwd", out, vmap_method="sequential")(x, w, **_attrs(strides, padding, threads))
 
 
