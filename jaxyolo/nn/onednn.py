@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 import platform
 import threading
 from importlib import metadata
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+from jaxyolo.utils.jax_cache import switched_off
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,14 @@ _LOCK = threading.Lock()  # models may be traced on several threads (the trainer
 
 def available() -> bool:
     """Whether the oneDNN custom calls are registered with XLA:CPU (loaded on first use; False where the extension
-    or libdnnl is missing or fails to load, or ``JAXYOLO_ONEDNN`` is off/0/false)."""
+    or libdnnl is missing or fails to load, or ``JAXYOLO_ONEDNN`` is switched off: ``utils.jax_cache.OFF``)."""
     with _LOCK:
         return _load()
 
 
 @functools.cache
 def _load() -> bool:
-    if os.environ.get("JAXYOLO_ONEDNN", "").strip().lower() in ("off", "0", "false", "no"):
+    if switched_off("JAXYOLO_ONEDNN"):
         return False
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         return False
