@@ -65,7 +65,8 @@ def _load() -> bool:
         lib = ctypes.CDLL(str(_extension()))
         for name in TARGETS:
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
-    except (OSError, metadata.PackageNotFoundError, AttributeError) as e:
+    except (OSError, metadata.PackageNotFoundError, AttributeError, RuntimeError) as e:  # RuntimeError: XLA refused
+        # the registration (jaxlib's XlaRuntimeError), e.g. an FFI API version this jaxlib does not accept
         log.debug("oneDNN convolutions unavailable, XLA's are used: %s", e)
         return False
     return True

@@ -13,7 +13,6 @@
 #include <mutex>
 #include <tuple>
 #include <utility>
-#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
