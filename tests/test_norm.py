@@ -1,4 +1,5 @@
-"""BatchNorm's written-out backward pass (``nn.norm.batch_norm_train``) against autodiff of its forward formula."""
+"""BatchNorm's (and BatchNorm+SiLU's) written-out backward pass (``nn.norm.batch_norm_train``) against autodiff of
+its forward formula."""
 
 import jax
 import jax.numpy as jnp
@@ -9,22 +10,25 @@ from jax import lax
 from jaxyolo.nn.norm import _batch_stats, batch_norm_train
 
 
-def _autodiff_form(x, scale, bias, eps):
+def _autodiff_form(x, scale, bias, eps, silu):
     xf, mean, var = _batch_stats(x)
-    return (xf - mean) * (scale * lax.rsqrt(var + eps)) + bias, mean, var
+    y = (xf - mean) * (scale * lax.rsqrt(var + eps)) + bias
+    return jax.nn.silu(y) if silu else y, mean, var
 
 
+@pytest.mark.parametrize("silu", [False, True])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_batch_norm_backward_is_autodiff(dtype):
+def test_batch_norm_backward_is_autodiff(dtype, silu):
     """Outputs, and the gradients of x, scale and bias for cotangents on all three outputs (y, and the mean and
-    variance that feed the running statistics), equal autodiff's; dtypes follow the inputs."""
+    variance that feed the running statistics), equal autodiff's, with and without the SiLU; dtypes follow the
+    inputs. x's mean is 4x its spread: the backward pass's sum(g * x) - mean * sum(g) must not lose it."""
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((4, 5, 6, 8)) * 3 + 1, dtype)
+    x = jnp.asarray(rng.standard_normal((4, 5, 6, 8)) * 3 + 12, dtype)
     scale, bias = jnp.linspace(0.5, 2.0, 8), jnp.linspace(-1.0, 1.0, 8)
     cts = (jnp.asarray(rng.standard_normal((4, 5, 6, 8)), jnp.float32), jnp.linspace(-1, 1, 8), jnp.linspace(2, 0, 8))
 
     def grads(f):
-        out, vjp = jax.vjp(lambda *a: f(*a, 1e-5), x, scale, bias)
+        out, vjp = jax.vjp(lambda *a: f(*a, 1e-5, silu), x, scale, bias)
         return out, vjp(cts)
 
     (out, g), (want_out, want_g) = jax.jit(lambda: grads(batch_norm_train))(), jax.jit(lambda: grads(_autodiff_form))()

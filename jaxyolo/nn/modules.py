@@ -60,9 +60,8 @@ class Conv(nn.Module):
                     feature_group_count=self.g, use_bias=False, dtype=self.dtype, kernel_init=torch_kernel_init,
                     conv_general_dilated=conv_impl(self.k, self.s, p, self.g, x.shape[1:3], x.shape[-1]),
                     name="conv")(x)
-        x = BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
-                      name="bn")(x)
-        return nn.silu(x) if self.act else x
+        return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, dtype=self.dtype,
+                         silu=self.act, name="bn")(x)
 
 
 class Bottleneck(nn.Module):
