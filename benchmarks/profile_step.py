@@ -12,7 +12,8 @@ and the other fusions by XLA's name for them, e.g. ``transpose_copy_fusion``) an
 shapes and what they compute.
 Session 15 found the 1x1 convolutions' BatchNorm backward written in a transposed layout this way (76 of 510 ms at
 224 on CPU). On CPU, XLA's own convolutions (Eigen's, asynchronous) record their dispatch only, so "conv forward"
-reads a few ms: time them with profile_cpu_conv.py (oneDNN's custom calls and every fusion are timed in full). Prints only; nothing is appended to RESULTS.md (findings go to its notes by hand).
+reads a few ms: time them with profile_cpu_conv.py (oneDNN's custom calls and every fusion are timed in full).
+Prints only; nothing is appended to RESULTS.md (findings go to its notes by hand).
 """
 
 from __future__ import annotations

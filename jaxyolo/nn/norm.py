@@ -83,10 +83,16 @@ def batch_norm_train(x, scale, bias, epsilon, silu=False):
     return y, mean, var
 
 
+def _affine(xf, mean, a, bias):
+    """BatchNorm's output before the SiLU, ``(x - mean) * a + bias`` (a = scale * rstd): the forward pass's, and the
+    backward pass's recomputation of it, one formula."""
+    return (xf - mean) * a + bias
+
+
 def _batch_norm_train_fwd(x, scale, bias, epsilon, silu):
     xf, mean, var = _batch_stats(x)
     rstd = lax.rsqrt(var + epsilon)
-    y = (xf - mean) * (scale * rstd) + bias
+    y = _affine(xf, mean, scale * rstd, bias)
     return (y * jax.nn.sigmoid(y) if silu else y, mean, var), (x, mean, rstd, scale, bias)
 
 
@@ -102,7 +108,7 @@ def _batch_norm_train_bwd(epsilon, silu, res, cotangents):
     xf = x.astype(jnp.float32)
     g = g.astype(jnp.float32)
     if silu:
-        z = (lax.optimization_barrier(xf) - mean) * a + bias
+        z = _affine(lax.optimization_barrier(xf), mean, a, bias)
         sig = jax.nn.sigmoid(z)
         g = g * (sig * (1.0 + z * (1.0 - sig)))
     dbias = jnp.sum(g, axes)
