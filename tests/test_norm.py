@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxyolo.nn.norm import batch_norm_train
+from jaxyolo.nn.norm import _batch_stats, batch_norm_train
 
 
 def _autodiff_form(x, scale, bias, eps, silu):
-    """The forward formula in plain jnp (XLA's reductions, never jaxyolo's CPU kernel), for autodiff."""
-    xf = x.astype(jnp.float32)
-    mean = jnp.mean(xf, (0, 1, 2))
-    var = jnp.maximum(jnp.mean(lax.square(xf), (0, 1, 2)) - lax.square(mean), 0.0)
+    xf, mean, var = _batch_stats(x)
     y = (xf - mean) * (scale * lax.rsqrt(var + eps)) + bias
     return jax.nn.silu(y) if silu else y, mean, var
 

@@ -10,8 +10,6 @@ Train mode normalises with the batch mean and the biased batch variance (torch d
 from one pass (E[x^2] - E[x]^2, clipped at 0, as Flax's default); its backward pass is written out
 (``batch_norm_train``), with the SiLU that follows every Conv's BatchNorm (``silu=True``) inside it. Under
 ``jax.jit`` with the batch sharded over a mesh the sums are global, so the statistics are the whole batch's (SyncBN).
-On XLA:CPU in single-device processes each pair of sums (``x`` and ``x^2``; ``g`` and ``g * x``) is one pass of
-jaxyolo's kernel (``nn/cpu_kernels.py``) instead of two reductions.
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from jaxyolo.nn import cpu_kernels
 
 
 class BatchNorm(nn.Module):
@@ -62,22 +58,13 @@ class BatchNorm(nn.Module):
         return y if self.dtype is None else y.astype(self.dtype)
 
 
-def _sums(a, b):
-    """``(sum(a), sum(a * b))`` per channel (last axis) of float32 ``a`` and ``b``: on XLA:CPU one pass of jaxyolo's
-    kernel (``nn/cpu_kernels.py``) where XLA forms two reductions; elsewhere XLA's."""
-    if cpu_kernels.usable(a):
-        return cpu_kernels.channel_sums(a, b)
-    axes = tuple(range(a.ndim - 1))
-    return jnp.sum(a, axes), jnp.sum(a * b, axes)
-
-
 def _batch_stats(x):
     """``x`` in float32, and its per-channel mean and biased variance (one pass: E[x^2] - E[x]^2, clipped at 0)."""
+    axes = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
     xf = x.astype(jnp.float32)
-    sum_x, sum_xx = _sums(xf, xf)
-    mean = sum_x / n
-    var = jnp.maximum(sum_xx / n - lax.square(mean), 0.0)
+    mean = jnp.sum(xf, axes) / n
+    var = jnp.maximum(jnp.sum(lax.square(xf), axes) / n - lax.square(mean), 0.0)
     return xf, mean, var
 
 
@@ -115,6 +102,7 @@ def _batch_norm_train_bwd(epsilon, silu, res, cotangents):
     variance (zero when only the running statistics use them) enter through b and c (d var / dx = 2 (x - mean) / n)."""
     x, mean, rstd, scale, bias = res
     g, ct_mean, ct_var = cotangents
+    axes = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
     a = scale * rstd
     xf = x.astype(jnp.float32)
@@ -123,8 +111,8 @@ def _batch_norm_train_bwd(epsilon, silu, res, cotangents):
         z = _affine(lax.optimization_barrier(xf), mean, a, bias)
         sig = jax.nn.sigmoid(z)
         g = g * (sig * (1.0 + z * (1.0 - sig)))
-    dbias, sum_gx = _sums(g, xf)
-    dscale = (sum_gx - mean * dbias) * rstd
+    dbias = jnp.sum(g, axes)
+    dscale = (jnp.sum(g * xf, axes) - mean * dbias) * rstd
     b = (2.0 * ct_var / rstd - a * dscale) / n
     c = (ct_mean - a * dbias) / n
     return (a * g + (b * rstd) * (xf - mean) + c).astype(x.dtype), dscale, dbias

@@ -12,9 +12,8 @@ A file's name is a hash of everything the trace depends on:
 * the caller's description of the function (``key``: model, optimizer recipe, dtype, seed, ...),
 * the arguments' tree structures, shapes, dtypes and shardings,
 * jaxyolo's source files, the versions of Python, jax, jaxlib, flax, optax, numpy and ml_dtypes, the backend and
-  its devices, the host's core count, JAX's configuration flags, and on CPU whether (and which builds of) jaxyolo's
-  C++ extensions are used (``nn/onednn.py``, ``nn/cpu_kernels.py``; their calls are kept in the file as custom
-  calls).
+  its devices, the host's core count, JAX's configuration flags, and on CPU whether (and which build of) jaxyolo's
+  oneDNN extension is used (``nn/onednn.py``; its calls are kept in the file as custom calls).
 
 A file is only trusted if its argument and result shapes match the call; an unreadable, stale or mismatching file is
 traced and written again (atomically). The cache is off with ``JAXYOLO_TRACE_CACHE=0``, when JAX's compilation cache
@@ -81,13 +80,12 @@ def _fingerprint() -> str:
 
 
 def _onednn_key() -> tuple:
-    """On XLA:CPU, traces call jaxyolo's oneDNN kernels and its own where the extensions are available
-    (``nn/onednn.py``, ``nn/cpu_kernels.py``)."""
+    """On XLA:CPU, traces call jaxyolo's oneDNN kernels where the extension is available (``nn/onednn.py``)."""
     if jax.default_backend() != "cpu":
         return ()
-    from jaxyolo.nn import cpu_kernels, onednn
+    from jaxyolo.nn import onednn
 
-    return onednn.trace_key() + cpu_kernels.trace_key()
+    return onednn.trace_key()
 
 
 def result_file(name: str, key) -> Path | None:
@@ -294,9 +292,9 @@ class CachedJit:
         abstract = [[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in jax.tree.leaves(a)] for a in args]
         # The lowering platform ('cuda'/'rocm', not jax.default_backend()'s 'gpu': an Exported for 'gpu' cannot be
         # called on a CUDA device, which broke every step on GPUs until session 16).
-        from jaxyolo.nn import cpu_kernels, onednn  # jaxyolo's own FFI calls (registered in this process: _fingerprint)
+        from jaxyolo.nn.onednn import TARGETS  # jaxyolo's own FFI calls (registered in this process: _fingerprint)
 
-        checks = [export.DisabledSafetyCheck.custom_call(t) for t in onednn.TARGETS + cpu_kernels.TARGETS]
+        checks = [export.DisabledSafetyCheck.custom_call(t) for t in TARGETS]
         exp = export.export(jax.jit(flat_fn, **jit_kw), platforms=[export.default_export_platform()],
                             disabled_checks=checks)(*abstract)
         _write_cache_file(path, lambda f: f.write(exp.serialize()))
