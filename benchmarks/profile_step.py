@@ -4,6 +4,7 @@
     python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16         # GPU (MFU)
     python benchmarks/profile_step.py --compiler-options '{}'                                     # XLA's defaults
     python benchmarks/profile_step.py --model yolov8s-cls --imgsz 224 --batch 256 --bf16 --breakdown   # + fwd/bwd/rest
+    python benchmarks/profile_step.py --one-core                  # CPU: every op's work, convolutions included
 
 Builds the train step bench_train_step.py times (``jax_step``), compiles it, records --steps steps with
 ``jax.profiler`` (a Perfetto trace) and maps every timed op back to its instruction in the optimized HLO. Prints the
@@ -12,7 +13,10 @@ and the other fusions by XLA's name for them, e.g. ``transpose_copy_fusion``) an
 shapes and what they compute.
 Session 15 found the 1x1 convolutions' BatchNorm backward written in a transposed layout this way (76 of 510 ms at
 224 on CPU). On CPU, XLA's own convolutions (Eigen's, asynchronous) record their dispatch only, so "conv forward"
-reads a few ms: time them with profile_cpu_conv.py (oneDNN's custom calls and every fusion are timed in full).
+reads a few ms: time them with profile_cpu_conv.py (oneDNN's custom calls and every fusion are timed in full), or
+run with --one-core: the process is pinned to one core before JAX starts, so ops run one at a time, every one is
+timed in full (the trace's op total is the step), and each op's time is its work, without the other core's
+contention (session 25: yolov8n-cls@224's step is ~520 ms of work, 172 of them XLA's convolutions, 102 dots).
 Prints only; nothing is appended to RESULTS.md (findings go to its notes by hand).
 """
 
@@ -23,6 +27,7 @@ import collections
 import glob
 import gzip
 import json
+import os
 import re
 import sys
 import tempfile
@@ -218,7 +223,14 @@ def main():
                          "(nn.cpu_conv.train_compiler_options); '{}': XLA's defaults")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the forward pass and forward+backward alone (separate jits, same inputs)")
+    ap.add_argument("--one-core", action="store_true",
+                    help="CPU: pin the process to one core before JAX starts, so every op (XLA's convolutions "
+                         "included) is timed in full and its time is its work alone; the step is slower")
     a = ap.parse_args()
+    if a.one_core:  # before JAX's CPU client exists: its thread pool (and OpenMP's) sizes follow the affinity
+        if not hasattr(os, "sched_setaffinity"):
+            ap.error("--one-core: this OS cannot pin a process to a core (Linux only)")
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     try:
         opts = json.loads(a.compiler_options) if a.compiler_options else None
     except json.JSONDecodeError as e:
@@ -235,7 +247,8 @@ def main():
     except ModelConfigError as e:  # e.g. --model yolov9z-cls: the message names the file and the shipped models
         ap.error(f"--model {a.model}: {e}")
     print(f"{a.model} imgsz={a.imgsz} batch={a.batch} {'bf16' if a.bf16 else 'fp32'}"
-          + (f" compiler_options={opts}" if opts is not None else " compiler_options: the trainer's"))
+          + (f" compiler_options={opts}" if opts is not None else " compiler_options: the trainer's")
+          + (f" pinned to CPU {min(os.sched_getaffinity(0))} (--one-core)" if a.one_core else ""))
     print(report(r, a.top))
     if a.breakdown:
         print(breakdown_report(breakdown(a.model, a.imgsz, a.batch, a.bf16, a.steps, opts)))

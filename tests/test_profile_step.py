@@ -1,7 +1,13 @@
 """benchmarks/profile_step.py: the per-op profile of a train step maps the profiler's events to the step's HLO."""
 
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
+
+import jax
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -65,3 +71,19 @@ def test_breakdown_times_forward_backward_and_the_whole_step():
     assert b["forward"] < b["forward+backward"], b  # the backward pass is never free
     text = profile_step.breakdown_report(b)
     assert text.startswith("forward ") and "whole step" in text
+
+
+def test_one_core_times_every_op_including_xla_convolutions():
+    """--one-core pins the process before JAX starts: XLA's own convolutions (asynchronous, untimed on several
+    cores) are then timed in full, and the ops of a step add up to most of its wall time."""
+    if not hasattr(os, "sched_setaffinity") or jax.default_backend() != "cpu":
+        pytest.skip("CPU, Linux only")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    out = subprocess.run([sys.executable, str(script), "--one-core", "--model", "yolov8n-cls", "--imgsz", "64",
+                          "--batch", "4", "--steps", "2", "--top", "3"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pinned to CPU" in out.stdout
+    step_ms, ops_ms = map(float, re.search(r"step ([\d.]+) ms .*ops in the trace ([\d.]+) ms", out.stdout).groups())
+    assert ops_ms > 0.8 * step_ms, out.stdout[:600]
+    conv_ms = float(re.search(r"^conv forward\s+([\d.]+)", out.stdout, re.M).group(1))
+    assert conv_ms > 0.03 * ops_ms, out.stdout[:1500]  # XLA's 3x3 convolutions, forward and input gradients
