@@ -74,16 +74,18 @@ def test_breakdown_times_forward_backward_and_the_whole_step():
 
 
 def test_one_core_times_every_op_including_xla_convolutions():
-    """--one-core pins the process before JAX starts: XLA's own convolutions (asynchronous, untimed on several
-    cores) are then timed in full, and the ops of a step add up to most of its wall time."""
+    """--one-core pins the process before JAX starts: XLA's own convolutions (asynchronous on several cores, where the
+    trace records little more than their dispatch) are then timed in full. At 160 px, batch 8 they are ~28% of the
+    ops' time pinned against ~10% unpinned (session 25). The ops' total is not compared with the step's wall time:
+    on a shared CI runner the one pinned core's wall time can triple (CI, stop 33) while the ops' times do not."""
     if not hasattr(os, "sched_setaffinity") or jax.default_backend() != "cpu":
         pytest.skip("CPU, Linux only")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
-    out = subprocess.run([sys.executable, str(script), "--one-core", "--model", "yolov8n-cls", "--imgsz", "64",
-                          "--batch", "4", "--steps", "2", "--top", "3"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, str(script), "--one-core", "--model", "yolov8n-cls", "--imgsz", "160",
+                          "--batch", "8", "--steps", "2", "--top", "3"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "pinned to CPU" in out.stdout
     step_ms, ops_ms = map(float, re.search(r"step ([\d.]+) ms .*ops in the trace ([\d.]+) ms", out.stdout).groups())
-    assert ops_ms > 0.8 * step_ms, out.stdout[:600]
+    assert step_ms > 0 and ops_ms > 0, out.stdout[:600]
     conv_ms = float(re.search(r"^conv forward\s+([\d.]+)", out.stdout, re.M).group(1))
-    assert conv_ms > 0.03 * ops_ms, out.stdout[:1500]  # XLA's 3x3 convolutions, forward and input gradients
+    assert conv_ms > 0.18 * ops_ms, out.stdout[:1500]  # XLA's 3x3 convolutions, forward and input gradients
