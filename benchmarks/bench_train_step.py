@@ -10,15 +10,17 @@ parameter groups) and ModelEMA, clip 10, under AMP autocast on
 GPU (fp16 + GradScaler, Ultralytics' default) or fp32 on CPU; its inference runs the model BatchNorm-fused
 (``model.fuse()``), as its predictor and validator do. Inference is timed at --batch and at batch 1.
 
-Each side runs as its users run it: jaxyolo in this process (importing ``jaxyolo.engine`` applies its settings for
-XLA:CPU, jaxyolo/utils/malloc.py), Ultralytics in a child process with the C library's defaults; ``--ul-same-malloc``
-gives the Ultralytics child jaxyolo's malloc settings too, to show how much of the ratio they are.
+Each side runs as its users run it, in child processes of its own: jaxyolo importing ``jaxyolo.engine`` (its
+settings for XLA:CPU, jaxyolo/utils/malloc.py), Ultralytics with the C library's defaults; ``--ul-same-malloc`` also
+times an Ultralytics child given jaxyolo's malloc settings, to show how much of the ratio they are. Every
+--processes round starts fresh children for every side: one process's speed is a draw (session 26: Ultralytics'
+yolov8n-cls@224 step took 313 ms in one process and 395 ms in another the same hour, so one pair of processes put
+the train ratio anywhere in 0.96-1.22x), so a row gives the median over the rounds and each side's range.
 MFU = 3 x forward FLOPs per image x images/s / peak. On CPU, where no vendor peak applies, the model's FLOP rate
 (train: 3 x forward FLOPs per image x images/s; inference: 1 x) is reported for both sides as a fraction of the
 machine's measured matmul ceiling (the best of 2048^3 fp32 matmuls in XLA, multi-threaded): how close each side
-runs to what this CPU does on the friendliest op. Each measurement is the median of --repeats timings of --steps
-steps, the two sides alternating (Ultralytics' child process stays up between its timings), so a machine whose speed
-drifts shifts both sides alike. Appends rows to benchmarks/RESULTS.md.
+runs to what this CPU does on the friendliest op. In each round the two sides alternate: each times --repeats x
+--steps steps in turn, so a machine whose speed drifts shifts both sides alike. Appends rows to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     from jaxyolo.engine import optim
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step, update_mode
+
+    try:
+        from jaxyolo.engine.steps import split_steps
+    except ImportError:  # an older checkout (ab_step.py's NAME@CHECKOUT): one executable per mode
+        split_steps = lambda mode: (mode,)  # noqa: E731
     from jaxyolo.nn.build import build_model
     from jaxyolo.nn.cpu_conv import train_compiler_options
 
@@ -80,7 +87,9 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     recipe = optim.resolve_recipe(args, nc, 100000, 1000)
     tx = optim.build_tx(recipe, variables["params"])
     state = create_state(variables, tx)
-    step = jax.jit(make_train_step(module, tx, 0.0, dtype, update=update_mode(recipe.accumulate)), donate_argnums=(0,),
+    # the step of a batch that updates (hp[4] = 1 below: the optimizer every step, as Ultralytics' side runs it)
+    update = split_steps(update_mode(recipe.accumulate))[-1]
+    step = jax.jit(make_train_step(module, tx, 0.0, dtype, update=update), donate_argnums=(0,),
                    compiler_options=compiler_options or None)
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.integers(0, 256, (batch, imgsz, imgsz, 3), dtype=np.uint8))
@@ -109,9 +118,10 @@ def step_runner(step, state, inputs):
 PHASES = ("train", "infer", "infer1")  # timed in this order: each side's inference runs its trained weights
 
 
-def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000):
+def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000, ceiling: bool = False):
     """jaxyolo's side: ``(info, phases)``, ``phases[p](n)`` runs n train steps / batch inferences / batch-1
-    inferences and waits for the last; info has the first step's time (compile + run) and the forward GFLOPs."""
+    inferences and waits for the last; info has the first step's time (compile + run), the forward GFLOPs, the
+    device and versions, and (``ceiling``, on CPU) this machine's matmul ceiling."""
     import jax
 
     from jaxyolo.nn.cpu_conv import inference_jit
@@ -133,7 +143,13 @@ def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
         o.block_until_ready()
 
     phases = {"train": run, "infer": lambda n: infer(n, x), "infer1": lambda n: infer(n, x[:1])}
-    return {"compile_s": compile_s, "gflops_fwd": gflops(module, imgsz)}, phases
+    from jaxyolo.utils import malloc
+
+    dev = jax.devices()[0]
+    info = {"compile_s": compile_s, "gflops_fwd": gflops(module, imgsz), "backend": jax.default_backend(),
+            "device_kind": dev.device_kind, "versions": f"jax {jax.__version__}", "malloc": malloc.state,
+            "ceiling": cpu_matmul_ceiling() if ceiling and jax.default_backend() == "cpu" else None}
+    return info, phases
 
 
 def cpu_matmul_ceiling(n: int = 2048, runs: int = 10) -> float:
@@ -209,34 +225,32 @@ def torch_side(model_name: str, imgsz: int, batch: int, amp: bool, nc: int = 100
         sync()
 
     phases = {"train": run, "infer": lambda n: infer(n, x), "infer1": lambda n: infer(n, x[:1])}
-    return {"threads": torch.get_num_threads()}, phases
+    import ultralytics
+
+    return {"threads": torch.get_num_threads(),
+            "versions": f"torch {torch.__version__}, ultralytics {ultralytics.__version__}"}, phases
 
 
 def serve(info: dict, phases: dict):
     """The child's loop: print ``READY <info json>``, then for each line ``PHASE N`` on stdin run ``phases[PHASE](N)``
-    and print ``T <seconds>``; ends at EOF."""
+    and print ``T <seconds>`` (``rss 0``: ``T <peak RSS MiB>``); ends at EOF."""
     print("READY", json.dumps(info), flush=True)
     for line in sys.stdin:
         phase, n = line.split()
+        if phase == "rss":  # the process's peak resident memory so far, MiB
+            print("T", R.peak_rss_mib(), flush=True)
+            continue
         t0 = time.perf_counter()
         phases[phase](int(n))
         print("T", time.perf_counter() - t0, flush=True)
 
 
-class TorchChild:
-    """``torch_side`` in a child process that never imports jaxyolo: Ultralytics with its own (glibc default) malloc,
-    unless ``same_malloc``. ``child(phase, n)`` runs a phase there and returns its seconds, so the two sides' timings
-    can alternate (this VM's speed drifts by up to 40% over minutes; sequential sides would measure the drift)."""
+class Child:
+    """One side in a child process serving its phases (``serve``): ``child(phase, n)`` runs a phase there and returns
+    its seconds, so the sides' timings can alternate. ``code`` builds the side and serves it."""
 
-    def __init__(self, model_name: str, imgsz: int, batch: int, amp: bool, same_malloc: bool):
-        env = dict(os.environ)
-        env.setdefault("YOLO_OFFLINE", "1")
-        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
-                + ("from jaxyolo.utils import malloc; malloc.tune()\n" if same_malloc else "")
-                + "import bench_train_step as B\n"
-                f"B.serve(*B.torch_side({model_name!r}, {imgsz}, {batch}, {amp}))")
-        if same_malloc:
-            env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    def __init__(self, code: str, env: dict, what: str):
+        self.what = what
         self._err = tempfile.TemporaryFile("w+")
         self._p = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=self._err, text=True)
@@ -251,7 +265,7 @@ class TorchChild:
         err = self._err.read()
         if "No module named" in err and ("ultralytics" in err or "torch" in err):
             raise ImportError(err.strip().splitlines()[-1])
-        raise RuntimeError(f"the Ultralytics child failed:\n{err[-3000:]}")
+        raise RuntimeError(f"the {self.what} child failed:\n{err[-3000:]}")
 
     def __call__(self, phase: str, n: int) -> float:
         self._p.stdin.write(f"{phase} {n}\n")
@@ -262,6 +276,35 @@ class TorchChild:
         self._p.stdin.close()
         self._p.wait()
         self._err.close()
+
+
+def _child_env(extra_path: bool) -> dict:
+    env = dict(os.environ)
+    env.setdefault("YOLO_OFFLINE", "1")
+    if extra_path:  # this checkout's jaxyolo importable
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                          env.get("PYTHONPATH")]))
+    return env
+
+
+def torch_child(model_name: str, imgsz: int, batch: int, amp: bool, same_malloc: bool) -> Child:
+    """``torch_side`` in a child that never imports jaxyolo: Ultralytics with its own (glibc default) malloc, unless
+    ``same_malloc``."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+            + ("from jaxyolo.utils import malloc; malloc.tune()\n" if same_malloc else "")
+            + "import bench_train_step as B\n"
+            f"B.serve(*B.torch_side({model_name!r}, {imgsz}, {batch}, {amp}))")
+    return Child(code, _child_env(same_malloc), "Ultralytics")
+
+
+def jax_child(model_name: str, imgsz: int, batch: int, bf16: bool, ceiling: bool) -> Child:
+    """``jax_side`` in a child that imports ``jaxyolo.engine`` first (its XLA:CPU and malloc settings, before JAX's
+    backend starts), as jaxyolo's entry points do."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+            "import jaxyolo.engine\n"
+            "import bench_train_step as B\n"
+            f"B.serve(*B.jax_side({model_name!r}, {imgsz}, {batch}, {bf16}, ceiling={ceiling}))")
+    return Child(code, _child_env(True), "jaxyolo")
 
 
 def interleaved(sides: dict, steps: int, repeats: int) -> dict:
@@ -277,6 +320,16 @@ def interleaved(sides: dict, steps: int, repeats: int) -> dict:
     return {name: {p: statistics.median(v) for p, v in t.items()} for name, t in times.items()}
 
 
+def over_processes(rounds: list[dict]) -> tuple[dict, dict]:
+    """``(median, spread)`` over rounds of ``{side: {phase: seconds per step}}`` (one fresh process per side and
+    round): ``median[side][phase]`` the median over the rounds, ``spread[side][phase]`` their (min, max)."""
+    sides = rounds[0].keys()
+    med = {s: {p: statistics.median(r[s][p] for r in rounds) for p in rounds[0][s]} for s in sides}
+    spread = {s: {p: (min(r[s][p] for r in rounds), max(r[s][p] for r in rounds)) for p in rounds[0][s]}
+              for s in sides}
+    return med, spread
+
+
 def _results(sec: dict, batch: int, info: dict) -> dict:
     return {"train_img_s": batch / sec["train"], "step_ms": sec["train"] * 1e3, "infer_img_s": batch / sec["infer"],
             "infer1_ms": sec["infer1"] * 1e3, **info}
@@ -289,18 +342,17 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=3,
+                    help="rounds per model and size, each with fresh child processes for every side (default 3)")
     ap.add_argument("--bf16", action="store_true", help="bf16 compute for jaxyolo, AMP autocast for Ultralytics")
     ap.add_argument("--no-ultralytics", action="store_true")
     ap.add_argument("--ul-same-malloc", action="store_true",
-                    help="also time Ultralytics with jaxyolo's malloc settings (a second child process)")
+                    help="also time Ultralytics with jaxyolo's malloc settings (a third child process)")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     a = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import jax
-
-    import jaxyolo.engine  # noqa: F401  (its settings for XLA:CPU, utils/malloc.py, before JAX's backend starts)
-    from jaxyolo.utils import malloc
-
+    # This process starts no JAX backend (a GPU's memory stays the children's) and never imports ultralytics (which
+    # sets OMP_NUM_THREADS=1 in the environment the children would inherit).
     from jaxyolo.nn.build import ModelConfigError, build_model
 
     for name in a.models.split(","):  # every model before any timing: a typo ends here, not after minutes of runs
@@ -312,48 +364,48 @@ def main():
         sizes = [int(v) for v in a.imgsz.split(",")]
     except ValueError:
         ap.error(f"--imgsz {a.imgsz!r}: expected comma-separated integers such as 224,64")
-    dev = jax.devices()[0]
-    machine = f"{dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, {platform.python_version()}"
-    versions = f"jax {jax.__version__}"
-    try:
-        import torch
-
-        versions += f", torch {torch.__version__}"
-        import ultralytics
-
-        versions += f", ultralytics {ultralytics.__version__}"
-    except ImportError:
-        pass
-    ceiling = cpu_matmul_ceiling() if jax.default_backend() == "cpu" else None
-    if ceiling:
-        print(f"CPU matmul ceiling (2048^3 fp32, XLA): {ceiling / 1e9:.0f} GFLOP/s")
+    for flag in ("batch", "steps", "repeats", "processes"):
+        if getattr(a, flag) < 1:
+            ap.error(f"--{flag} {getattr(a, flag)}: expected a positive integer")
+    ultralytics = not a.no_ultralytics
+    first = None  # the first jaxyolo child's info: device, versions, this CPU's matmul ceiling
     rows = []
     for name in a.models.split(","):
         for s in sizes:
-            info, phases = jax_side(name, s, a.batch, a.bf16)
-            sides = {"jaxyolo": lambda p, n, ph=phases: _seconds(ph[p], n)}
-            children = {}
-            if not a.no_ultralytics:
+            rounds, infos, rss = [], [], []
+            for r in range(a.processes):
+                children = {"jaxyolo": jax_child(name, s, a.batch, a.bf16, ceiling=first is None)}
                 try:
-                    children["ultralytics"] = TorchChild(name, s, a.batch, a.bf16, same_malloc=False)
-                    if a.ul_same_malloc:
-                        children["same_malloc"] = TorchChild(name, s, a.batch, a.bf16, same_malloc=True)
-                except ImportError as e:
-                    print(f"ultralytics side skipped: {e}")
-            try:
-                sec = interleaved({**sides, **children}, a.steps, a.repeats)
-            finally:
-                for c in children.values():
-                    c.close()
-            j = _results(sec["jaxyolo"], a.batch, info)
-            t = _results(sec["ultralytics"], a.batch, children["ultralytics"].info) if "ultralytics" in sec else None
-            t_same = (_results(sec["same_malloc"], a.batch, children["same_malloc"].info)
-                      if "same_malloc" in sec else None)
+                    if ultralytics:
+                        try:
+                            children["ultralytics"] = torch_child(name, s, a.batch, a.bf16, same_malloc=False)
+                            if a.ul_same_malloc:
+                                children["same_malloc"] = torch_child(name, s, a.batch, a.bf16, same_malloc=True)
+                        except ImportError as e:
+                            print(f"ultralytics side skipped: {e}")
+                            ultralytics = False
+                    if r % 2:  # which side goes first alternates between rounds
+                        children = dict(reversed(list(children.items())))
+                    rounds.append(interleaved(children, a.steps, a.repeats))
+                    rss.append(children["jaxyolo"]("rss", 0))
+                    infos.append({k: c.info for k, c in children.items()})
+                finally:
+                    for c in children.values():
+                        c.close()
+                first = first or infos[0]["jaxyolo"]
+                print(f"  {name}@{s} process {r + 1}/{a.processes}: train step " + ", ".join(
+                    f"{k} {v['train'] * 1e3:.1f} ms" for k, v in rounds[-1].items()), flush=True)
+            sec, spread = over_processes(rounds)
+            j = _results(sec["jaxyolo"], a.batch, infos[0]["jaxyolo"])
+            t = _results(sec["ultralytics"], a.batch, infos[0]["ultralytics"]) if "ultralytics" in sec else None
+            t_same = (_results(sec["same_malloc"], a.batch, infos[0]["same_malloc"]) if "same_malloc" in sec
+                      else None)
             mfu = ""
-            peak = next((v for k, v in PEAK_BF16.items() if k in dev.device_kind), None)
+            peak = next((v for k, v in PEAK_BF16.items() if k in first["device_kind"]), None)
             if peak and a.bf16:
                 mfu = f"{3 * j['gflops_fwd'] * 1e9 * j['train_img_s'] / peak:.1%}"
-            rows.append((name, s, a.batch, "bf16" if a.bf16 else "fp32", j, t, t_same, mfu))
+            rows.append((name, s, a.batch, "bf16" if a.bf16 else "fp32", j, t, t_same, mfu, spread, max(rss)))
+            ceiling = first["ceiling"]
             print(f"{name} imgsz={s} batch={a.batch}: jaxyolo train {j['train_img_s']:.1f} img/s "
                   f"(step {j['step_ms']:.1f} ms, compile {j['compile_s']:.1f} s), infer {j['infer_img_s']:.1f} img/s, "
                   f"batch 1 {j['infer1_ms']:.2f} ms" + (f" | ultralytics train {t['train_img_s']:.1f} img/s, infer "
@@ -361,9 +413,16 @@ def main():
                   + (f" | with jaxyolo's malloc: {_ratios(j, t_same)}" if t_same else "")
                   + (f" | MFU {mfu}" if mfu else "")
                   + (f" | of the CPU matmul ceiling: jaxyolo {flop_rates(j['gflops_fwd'], j, ceiling)}"
-                     + (f"; Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else ""),
-                  flush=True)
-    for name, s, b, p, j, t, t_same, mfu in rows:
+                     + (f"; Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else "")
+                  + f" | {_spread_text(spread)}", flush=True)
+    if first is None:
+        return
+    gpu = first["backend"] == "gpu"
+    device = (f"{first['device_kind']} (gpu)" if gpu else R.cpu_name())
+    machine = f"{device}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    versions = first["versions"] + "".join(f", {r[5]['versions']}" for r in rows[:1] if r[5])
+    ceiling = first["ceiling"]
+    for name, s, b, p, j, t, t_same, mfu, spread, rss in rows:
         nums = (f"{name} @{s}, batch {b}, {p}: train {j['train_img_s']:.1f} img/s (step {j['step_ms']:.1f} ms, "
                 f"compile {j['compile_s']:.1f} s)" + (f" vs Ultralytics {t['train_img_s']:.1f} img/s" if t else "")
                 + f"; inference {j['infer_img_s']:.1f}" + (f" vs {t['infer_img_s']:.1f} img/s" if t else " img/s")
@@ -376,17 +435,19 @@ def main():
                 + (f"; model FLOP rate vs this CPU's matmul ceiling ({ceiling / 1e9:.0f} GFLOP/s, 2048^3 fp32 in XLA): "
                    f"jaxyolo {flop_rates(j['gflops_fwd'], j, ceiling)}"
                    + (f", Ultralytics {flop_rates(j['gflops_fwd'], t, ceiling)}" if t else "") if ceiling else "")
-                + f"; jaxyolo malloc: {malloc.state}; peak RSS "
-                f"{R.peak_rss_mib():.0f} MiB (jaxyolo process); {versions}; median of {a.repeats} x {a.steps} steps, the sides alternating; "
-                f"load avg {R.load_avg():.1f}")
-        R.append_row(a.results, "bench_train_step" + (" (GPU)" if jax.default_backend() == "gpu" else ""), nums,
+                + f"; jaxyolo malloc: {first['malloc']}; peak RSS {rss:.0f} MiB (jaxyolo process); {versions}; "
+                f"median of {a.processes} fresh process(es) per side, each the median of {a.repeats} x {a.steps} "
+                f"steps, the sides alternating; {_spread_text(spread)}; load avg {R.load_avg():.1f}")
+        R.append_row(a.results, "bench_train_step" + (" (GPU)" if gpu else ""), nums,
                      _ratios(j, t) if t else "-", machine_desc=f"{platform.node()}: {machine}")
 
 
-def _seconds(fn, n: int) -> float:
-    t0 = time.perf_counter()
-    fn(n)
-    return time.perf_counter() - t0
+def _spread_text(spread: dict) -> str:
+    """Each side's range over its processes: 'per-process train step jaxyolo 312-346 ms, ultralytics ...'."""
+    names = {"jaxyolo": "jaxyolo", "ultralytics": "Ultralytics", "same_malloc": "Ultralytics with jaxyolo's malloc"}
+    return "per-process train step " + ", ".join(
+        f"{names[side]} {spread[side]['train'][0] * 1e3:.1f}-{spread[side]['train'][1] * 1e3:.1f} ms"
+        for side in names if side in spread)
 
 
 def _ratios(j: dict, t: dict) -> str:

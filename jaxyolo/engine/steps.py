@@ -5,11 +5,17 @@ says so (``hp[4] = 1``), exactly reproducing Ultralytics' ``ni - last_opt_step >
 device-to-host sync. Hyper-parameters arrive as one small array, so changing them never recompiles.
 
 How the step applies the optimizer (``make_train_step(update=...)``): ``"always"`` when the recipe accumulates one
-batch per update (batch >= 43 at nbs 64: every batch updates, so hp[4] is always 1 and no branch is traced);
-otherwise ``"cond"`` (``lax.cond``: skipped batches skip the optimizer) except on GPUs, where ``"select"`` computes
-the update every batch and keeps it or the old state with ``jnp.where``. XLA:GPU reads a conditional's predicate back
-to the host and waits for it: yolov8s-cls at 224, batch 256, bf16 on an H200 took 12.9 ms per step with the
-``lax.cond`` and 10.0 ms without it, where the optimizer and EMA themselves cost ~0.7 ms (benchmarks/RESULTS.md)."""
+batch per update (batch >= 43 at nbs 64: every batch updates, so hp[4] is always 1 and no branch is traced).
+Otherwise, on GPUs, ``"select"`` computes the update every batch and keeps it or the old state with ``jnp.where``:
+XLA:GPU reads a conditional's predicate back to the host and waits for it (yolov8s-cls at 224, batch 256, bf16 on an
+H200: 12.9 ms per step with a ``lax.cond``, 10.0 ms without it, where the optimizer and EMA themselves cost ~0.7 ms).
+Elsewhere ``"split"``: two executables, ``"accumulate"`` (gradients summed, no optimizer) and ``"apply"`` (summed,
+then the optimizer, clip and EMA), and the host, which knows the cadence, calls one or the other
+(``split_steps``). One executable holding a ``lax.cond`` (``"cond"``) skips the optimizer as well, but on XLA:CPU
+(jaxlib 0.10) a conditional anywhere in the module leaves every elementwise fusion of the step unpartitioned: one
+core each, where XLA otherwise splits the large ones over the cores. yolov8n-cls at 224, batch 32 on 2 cores: 333
+ms per step with the cond, 271 ms without it (benchmarks/RESULTS.md, session 26); ``"select"`` pays a ``jnp.where``
+over the whole state instead (yolov8s-cls at 224: +7%)."""
 
 from __future__ import annotations
 
@@ -56,24 +62,35 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
 
 
-UPDATES = ("always", "cond", "select")
+
+UPDATES = ("always", "cond", "select", "accumulate", "apply")
 
 
 def update_mode(accumulate: int | None) -> str:
     """How a step for a recipe accumulating ``accumulate`` batches per optimizer step applies the optimizer (None:
-    host-driven, any cadence): see the module docstring."""
+    host-driven, any cadence): ``"always"``, ``"select"`` or ``"split"`` (the executables of ``split_steps``); see
+    the module docstring."""
     if accumulate == 1:
         return "always"
-    return "select" if jax.default_backend() == "gpu" else "cond"
+    return "select" if jax.default_backend() == "gpu" else "split"
+
+
+def split_steps(mode: str) -> tuple[str, ...]:
+    """The ``make_train_step`` update of each executable a mode runs: ``("accumulate", "apply")`` for ``"split"``
+    (the host calls the second on the batches that update), else ``(mode,)``."""
+    return ("accumulate", "apply") if mode == "split" else (mode,)
 
 
 def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32, seed: int = 0,
                     update: str | None = None):
     """``train_step(state, images, labels, hp, ni)``: ``ni`` (int32 scalar) is the global batch index, folded into
     the run's key *inside* the step (``fold_in(PRNGKey(seed), ni)``, the dropout key), so the host does not dispatch
-    a separate computation for it every batch. ``update``: one of ``UPDATES`` (None: ``update_mode(None)``);
-    ``"always"`` ignores hp[4] and applies the optimizer every batch."""
-    update = update or update_mode(None)
+    a separate computation for it every batch. ``update``: one of ``UPDATES`` (None: one executable for any
+    cadence hp[4] sets, ``"select"`` on GPUs, else ``"cond"``); ``"always"``
+    ignores hp[4] and applies the optimizer every batch to this batch's gradients, ``"accumulate"`` and ``"apply"``
+    ignore it too (``split_steps``): the first only adds the gradients to the state's sum, the second adds them and
+    applies the optimizer to the sum."""
+    update = update or ("select" if jax.default_backend() == "gpu" else "cond")
     if update not in UPDATES:
         raise ValueError(f"update={update!r}: expected one of {', '.join(UPDATES)}")
 
@@ -101,6 +118,10 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
             return apply(state.replace(batch_stats=batch_stats), grads), loss
         grad_acc = jax.tree.map(jnp.add, state.grad_acc, grads)
         state = state.replace(batch_stats=batch_stats, grad_acc=grad_acc)
+        if update == "accumulate":
+            return state, loss
+        if update == "apply":
+            return apply(state, grad_acc), loss
         if update == "cond":
             state = jax.lax.cond(hp[4] > 0.5, lambda s: apply(s, s.grad_acc), lambda s: s, state)
         else:
