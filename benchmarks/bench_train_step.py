@@ -69,10 +69,6 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step, update_mode
 
-    try:
-        from jaxyolo.engine.steps import split_steps
-    except ImportError:  # an older checkout (ab_step.py's NAME@CHECKOUT): one executable per mode
-        split_steps = lambda mode: (mode,)  # noqa: E731
     from jaxyolo.nn.build import build_model
     from jaxyolo.nn.cpu_conv import train_compiler_options
 
@@ -87,8 +83,10 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     recipe = optim.resolve_recipe(args, nc, 100000, 1000)
     tx = optim.build_tx(recipe, variables["params"])
     state = create_state(variables, tx)
-    # the step of a batch that updates (hp[4] = 1 below: the optimizer every step, as Ultralytics' side runs it)
-    update = split_steps(update_mode(recipe.accumulate))[-1]
+    # a batch that updates (hp[4] = 1 below: the optimizer every step, as Ultralytics' side runs it); where the
+    # trainer runs "split" (the accumulate step, then the optimizer's), one executable of the two without a branch
+    update = update_mode(recipe.accumulate)
+    update = "apply" if update == "split" else update
     step = jax.jit(make_train_step(module, tx, 0.0, dtype, update=update), donate_argnums=(0,),
                    compiler_options=compiler_options or None)
     rng = np.random.default_rng(0)

@@ -13,7 +13,8 @@ import pytest
 
 from jaxyolo.engine import optim
 from jaxyolo.engine.model import init_variables
-from jaxyolo.engine.steps import create_state, cross_entropy, make_train_step, split_steps, to_input
+from jaxyolo.engine.steps import (create_state, cross_entropy, make_optimizer_step, make_train_step,
+                                  step_update, to_input)
 from jaxyolo.nn.build import build_model
 
 NC, B, IMGSZ = 5, 4, 32
@@ -87,13 +88,19 @@ def test_update_modes_give_the_same_train_state():
     cond, select = run("cond", cadence), run("select", cadence)
     assert int(cond.updates) == 2
     assert_same(cond, select)
-    # "split": the host calls "accumulate" on the batches that do not update and "apply" on those that do
-    steps = {u: jax.jit(make_train_step(module, tx, update=u)) for u in split_steps("split")}
-    split = create_state(variables, tx)
+    # "split": the host calls the "accumulate" step every batch and the optimizer's after the batches that update;
+    # "apply" (bench_train_step's) is both in one executable
+    acc, opt = jax.jit(make_train_step(module, tx, update=step_update("split"))), jax.jit(make_optimizer_step(tx))
+    apply = jax.jit(make_train_step(module, tx, update="apply"))
+    split, fused = create_state(variables, tx), create_state(variables, tx)
     for ni, f in enumerate(cadence):
-        split, _ = steps["apply" if f else "accumulate"](split, x, y, hp.at[4].set(1.0 - f), np.int32(ni))
-    assert_same(cond, split)  # (hp[4] set the other way round: both ignore it)
-    assert not any(np.any(np.asarray(v)) for v in jax.tree.leaves(split.grad_acc))  # reset by the last "apply"
+        split, _ = acc(split, x, y, hp.at[4].set(1.0 - f), np.int32(ni))  # (hp[4] the other way round: ignored)
+        fused, _ = (apply if f else acc)(fused, x, y, hp.at[4].set(1.0 - f), np.int32(ni))
+        if f:
+            (split,) = opt(split, hp)
+    assert_same(cond, split)
+    assert_same(cond, fused)
+    assert not any(np.any(np.asarray(v)) for v in jax.tree.leaves(split.grad_acc))  # zeroed by the last update
     always = run("always", [0.0] * 3)
     assert_same(run("cond", [1.0] * 3), always)  # "always" ignores hp[4]
     assert not any(np.any(np.asarray(v)) for v in jax.tree.leaves(always.grad_acc))  # passed through, still zero
@@ -104,7 +111,7 @@ def test_update_mode_choice_and_bad_mode():
 
     assert update_mode(1) == "always"
     assert update_mode(4) == ("select" if jax.default_backend() == "gpu" else "split")
-    assert split_steps("split") == ("accumulate", "apply") and split_steps("always") == ("always",)
+    assert step_update("split") == "accumulate" and step_update("always") == "always"
     try:
         make_train_step(None, None, update="sometimes")
     except ValueError as e:
@@ -149,7 +156,8 @@ def test_cpu_train_step_keeps_ynnpack_for_reductions_only():
 
 @pytest.mark.skipif(jax.default_backend() != "cpu" or (os.cpu_count() or 1) < 2, reason="XLA:CPU, several cores")
 def test_cpu_train_steps_split_their_large_fusions_over_the_cores():
-    """The executables the trainer runs on CPU for an accumulating recipe ("split": "accumulate" and "apply") have no
+    """The executables the trainer runs on CPU for an accumulating recipe ("split": the "accumulate" step and the
+    optimizer's; and bench_train_step's "apply") have no
     conditional, so XLA:CPU partitions their large elementwise fusions over the cores (``outer_dimension_partitions``
     in the optimized HLO). A ``lax.cond`` anywhere in the step ("cond") left every fusion on one core in jaxlib 0.10:
     yolov8n-cls@224 batch 32 ran 333 ms per step against 271 ms (session 26)."""
@@ -164,9 +172,11 @@ def test_cpu_train_steps_split_their_large_fusions_over_the_cores():
     x = jnp.zeros((8, 128, 128, 3), jnp.uint8)  # the stem's output, 8 x 64 x 64 x 16 floats: 2 MiB
     y = jnp.zeros((8,), jnp.int32)
     args = (create_state(variables, tx), x, y, jnp.ones((5,), jnp.float32), np.int32(0))
-    assert split_steps(update_mode(4)) == ("accumulate", "apply")
-    for update in split_steps(update_mode(4)):
-        hlo = jax.jit(make_train_step(module, tx, update=update),
-                      compiler_options=train_compiler_options()).lower(*args).compile().as_text()
+    assert update_mode(4) == "split"
+    opts = train_compiler_options()
+    for update in (step_update("split"), "apply"):
+        hlo = jax.jit(make_train_step(module, tx, update=update), compiler_options=opts).lower(*args).compile().as_text()
         assert " conditional(" not in hlo
         assert re.search(r'outer_dimension_partitions":\["[2-9]', hlo), f"{update}: no fusion split over the cores"
+    hlo = jax.jit(make_optimizer_step(tx), compiler_options=opts).lower(args[0], args[3]).compile().as_text()
+    assert " conditional(" not in hlo

@@ -9,13 +9,14 @@ batch per update (batch >= 43 at nbs 64: every batch updates, so hp[4] is always
 Otherwise, on GPUs, ``"select"`` computes the update every batch and keeps it or the old state with ``jnp.where``:
 XLA:GPU reads a conditional's predicate back to the host and waits for it (yolov8s-cls at 224, batch 256, bf16 on an
 H200: 12.9 ms per step with a ``lax.cond``, 10.0 ms without it, where the optimizer and EMA themselves cost ~0.7 ms).
-Elsewhere ``"split"``: two executables, ``"accumulate"`` (gradients summed, no optimizer) and ``"apply"`` (summed,
-then the optimizer, clip and EMA), and the host, which knows the cadence, calls one or the other
-(``split_steps``). One executable holding a ``lax.cond`` (``"cond"``) skips the optimizer as well, but on XLA:CPU
-(jaxlib 0.10) a conditional anywhere in the module leaves every elementwise fusion of the step unpartitioned: one
-core each, where XLA otherwise splits the large ones over the cores. yolov8n-cls at 224, batch 32 on 2 cores: 333
-ms per step with the cond, 271 ms without it (benchmarks/RESULTS.md, session 26); ``"select"`` pays a ``jnp.where``
-over the whole state instead (yolov8s-cls at 224: +7%)."""
+Elsewhere ``"split"``: two executables, the ``"accumulate"`` step (gradients summed into the state, every batch)
+and ``make_optimizer_step`` (the optimizer, clip and EMA on that sum, which it zeroes), which the host, knowing the
+cadence, calls after the batches that update. One executable holding a ``lax.cond`` (``"cond"``) skips the optimizer
+as well, but on XLA:CPU (jaxlib 0.10) a conditional anywhere in the module leaves every elementwise fusion of the
+step unpartitioned: one core each, where XLA otherwise splits the large ones over the cores. yolov8n-cls at 224,
+batch 32 on 2 cores: 333 ms per step with the cond, 271 ms without it (benchmarks/RESULTS.md, session 26), and the
+two executables compile faster than the one (4.7 + 2.3 s on two threads against 7.2 s, digits-sized);
+``"select"`` pays a ``jnp.where`` over the whole state instead (yolov8s-cls at 224: +7%)."""
 
 from __future__ import annotations
 
@@ -68,17 +69,17 @@ UPDATES = ("always", "cond", "select", "accumulate", "apply")
 
 def update_mode(accumulate: int | None) -> str:
     """How a step for a recipe accumulating ``accumulate`` batches per optimizer step applies the optimizer (None:
-    host-driven, any cadence): ``"always"``, ``"select"`` or ``"split"`` (the executables of ``split_steps``); see
-    the module docstring."""
+    host-driven, any cadence): ``"always"``, ``"select"`` or ``"split"`` (``step_update``'s step every batch, then
+    ``make_optimizer_step``'s on the batches that update); see the module docstring."""
     if accumulate == 1:
         return "always"
     return "select" if jax.default_backend() == "gpu" else "split"
 
 
-def split_steps(mode: str) -> tuple[str, ...]:
-    """The ``make_train_step`` update of each executable a mode runs: ``("accumulate", "apply")`` for ``"split"``
-    (the host calls the second on the batches that update), else ``(mode,)``."""
-    return ("accumulate", "apply") if mode == "split" else (mode,)
+def step_update(mode: str) -> str:
+    """The ``make_train_step`` update of the step a mode calls every batch: ``"accumulate"`` for ``"split"`` (whose
+    batches that update then call ``make_optimizer_step``'s executable), else the mode itself."""
+    return "accumulate" if mode == "split" else mode
 
 
 def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32, seed: int = 0,
@@ -88,8 +89,8 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
     a separate computation for it every batch. ``update``: one of ``UPDATES`` (None: one executable for any
     cadence hp[4] sets, ``"select"`` on GPUs, else ``"cond"``); ``"always"``
     ignores hp[4] and applies the optimizer every batch to this batch's gradients, ``"accumulate"`` and ``"apply"``
-    ignore it too (``split_steps``): the first only adds the gradients to the state's sum, the second adds them and
-    applies the optimizer to the sum."""
+    ignore it too: the first only adds the gradients to the state's sum (``"split"``), the second adds them and
+    applies the optimizer to the sum in the same executable (bench_train_step's step of a batch that updates)."""
     update = update or ("select" if jax.default_backend() == "gpu" else "cond")
     if update not in UPDATES:
         raise ValueError(f"update={update!r}: expected one of {', '.join(UPDATES)}")
@@ -104,14 +105,7 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
             return cross_entropy(logits, labels, label_smoothing).mean(), new["batch_stats"]
 
         def apply(s: TrainState, grads) -> TrainState:  # "always": grad_acc passes through (zero, never summed)
-            g, _ = optim.clip_by_norm(grads, 10.0)
-            opt_state = optim.set_hparams(s.opt_state, hp[:3], hp[3])
-            upd, opt_state = tx.update(g, opt_state, s.params)
-            params = optax.apply_updates(s.params, upd)
-            updates = s.updates + 1
-            ema = optim.ema_update(s.ema, {"params": params, "batch_stats": s.batch_stats}, updates)
-            grad_acc = s.grad_acc if update == "always" else jax.tree.map(jnp.zeros_like, s.grad_acc)
-            return s.replace(params=params, opt_state=opt_state, ema=ema, updates=updates, grad_acc=grad_acc)
+            return apply_optimizer(tx, s, grads, hp, reset=update != "always")
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         if update == "always":  # grad_acc stays zero (as after every update), so the sum is the batch's gradients
@@ -129,6 +123,29 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
         return state, loss
 
     return train_step
+
+
+def apply_optimizer(tx, s: TrainState, grads, hp, reset: bool = True) -> TrainState:
+    """One optimizer step on ``grads`` (clip 10, ``tx`` at hp's learning rates and momentum, EMA update); ``reset``
+    zeroes the gradient sum, else it passes through."""
+    g, _ = optim.clip_by_norm(grads, 10.0)
+    opt_state = optim.set_hparams(s.opt_state, hp[:3], hp[3])
+    upd, opt_state = tx.update(g, opt_state, s.params)
+    params = optax.apply_updates(s.params, upd)
+    updates = s.updates + 1
+    ema = optim.ema_update(s.ema, {"params": params, "batch_stats": s.batch_stats}, updates)
+    grad_acc = jax.tree.map(jnp.zeros_like, s.grad_acc) if reset else s.grad_acc
+    return s.replace(params=params, opt_state=opt_state, ema=ema, updates=updates, grad_acc=grad_acc)
+
+
+def make_optimizer_step(tx):
+    """``optimizer_step(state, hp) -> (state,)``: the optimizer applied to the state's gradient sum, which it zeroes:
+    the second executable of ``"split"``, called after the ``"accumulate"`` step on the batches that update."""
+
+    def optimizer_step(state: TrainState, hp):
+        return (apply_optimizer(tx, state, state.grad_acc, hp),)
+
+    return optimizer_step
 
 
 def make_eval_step(module, nc: int, dtype=jnp.float32):

@@ -25,7 +25,7 @@ from jaxyolo.cfg import check_aug_backend, get_cfg
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
-from jaxyolo.engine.steps import create_state, make_train_step, split_steps, update_mode
+from jaxyolo.engine.steps import create_state, make_optimizer_step, make_train_step, step_update, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
 from jaxyolo.nn.cpu_conv import train_compiler_options
 from jaxyolo.utils import plots
@@ -189,22 +189,26 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
     rep = parallel.replicated(mesh)
-    # one executable per kind of batch: accumulating recipes on CPU run "accumulate" and "apply" (steps.py)
-    step_fns = [CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"]), u),
-                          name="train_step" + ("" if u in ("always", "cond", "select") else f"_{u}"),
-                          key=(repr(module), repr(recipe), float(args["label_smoothing"]), jnp.dtype(dtype).name,
-                               int(args["seed"]), u),
-                          out_tree=jax.tree.structure((state, 0)),
-                          in_shardings=(shardings, batch_sh, batch_sh, rep, rep), out_shardings=(shardings, rep),
-                          donate_argnums=(0,), compiler_options=train_compiler_options())  # traced once per machine
-                for u in split_steps(update_mode(recipe.accumulate))]
+    mode = update_mode(recipe.accumulate)  # "split" (CPU, accumulating): the optimizer is its own executable
+    jit_kw = dict(donate_argnums=(0,), compiler_options=train_compiler_options())  # traced once per machine
+    step_fn = CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"]),
+                                        step_update(mode)),
+                        name="train_step" + ("_accumulate" if mode == "split" else ""),
+                        key=(repr(module), repr(recipe), float(args["label_smoothing"]), jnp.dtype(dtype).name,
+                             int(args["seed"]), mode),
+                        out_tree=jax.tree.structure((state, 0)), in_shardings=(shardings, batch_sh, batch_sh, rep, rep),
+                        out_shardings=(shardings, rep), **jit_kw)
+    opt_fn = (CachedJit(make_optimizer_step(tx), name="optimizer_step", key=(repr(recipe), jnp.dtype(dtype).name),
+                        out_tree=jax.tree.structure((state,)), in_shardings=(shardings, rep),
+                        out_shardings=(shardings,), **jit_kw) if mode == "split" else None)
     evaluator = Evaluator(module, ds.nc, mesh, dtype)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
-    # called with leaves: no pytree work per batch (CachedJit.bind); the last one is the step that updates
-    step_leaves = [f.bind(*train_args) for f in step_fns]
-    _warm_up(step_fns, train_args, evaluator, batch, imgsz, n_dev)
+    step_leaves = step_fn.bind(*train_args)  # called with leaves: no pytree work per batch (CachedJit.bind)
+    opt_leaves = opt_fn.bind(train_args[0], train_args[3]) if opt_fn else None
+    _warm_up([(step_fn, train_args)] + ([(opt_fn, (train_args[0], train_args[3]))] if opt_fn else []), evaluator,
+             batch, imgsz, n_dev)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
@@ -260,7 +264,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 x, y = images, labels.astype(np.int32)  # one process: the jitted step places them (in_shardings)
                 if nproc > 1:
                     x, y = parallel.global_batch(batch_sh, x, y)
-                *leaves, loss = step_leaves[-1 if do_update else 0](leaves, [x], [y], [hp], [np.int32(ni)])
+                *leaves, loss = step_leaves(leaves, [x], [y], [hp], [np.int32(ni)])
+                if do_update and opt_leaves is not None:
+                    leaves = list(opt_leaves(leaves, [hp]))
                 pending.append(loss)
                 if main and args["plots"] and ni < 3:
                     writer_bg.submit(plots.try_plot, plots.plot_batch, images, labels, ds.names,
@@ -352,15 +358,17 @@ def _train_args(state, batch, batch_sh, imgsz, direct: bool) -> tuple:
             sds((5,), jnp.float32), sds((), jnp.int32))
 
 
-def _warm_up(step_fns, train_args, evaluator, batch, imgsz, n_dev) -> None:
-    """Compile the train step(s) and the eval step side by side before the first batch (each XLA compile is mostly
-    one thread, and the input pipeline is tracing on a third); the jit calls afterwards hit the compilation cache.
-    Only a speed optimisation: any failure here is ignored and the steps compile on first use as usual."""
+def _warm_up(train_fns, evaluator, batch, imgsz, n_dev) -> None:
+    """Compile the train step (and the optimizer step, ``(fn, args)`` each) and the eval step side by side before the
+    first batch (each XLA compile is mostly one thread, and the input pipeline is tracing on a third); the jit calls
+    afterwards hit the compilation cache. Only a speed optimisation: any failure here is ignored and the steps compile
+    on first use as usual."""
     from concurrent.futures import ThreadPoolExecutor
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    jobs = [lambda f=f: f.lower(*train_args).compile() for f in step_fns]
-    jobs.append(lambda: evaluator.warm_up(train_args[0].ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw)))
+    state = train_fns[0][1][0]
+    jobs = [lambda f=f, a=a: f.lower(*a).compile() for f, a in train_fns]
+    jobs.append(lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw)))
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:
             for f in [ex.submit(j) for j in jobs]:
