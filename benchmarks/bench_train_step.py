@@ -68,7 +68,6 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     from jaxyolo.engine import optim
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step, update_mode
-
     from jaxyolo.nn.build import build_model
     from jaxyolo.nn.cpu_conv import train_compiler_options
 

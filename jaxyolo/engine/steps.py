@@ -63,7 +63,6 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
 
 
-
 UPDATES = ("always", "cond", "select", "accumulate", "apply")
 
 

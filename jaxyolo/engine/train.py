@@ -206,9 +206,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                                                     int(args["workers"])))
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
     step_leaves = step_fn.bind(*train_args)  # called with leaves: no pytree work per batch (CachedJit.bind)
-    opt_leaves = opt_fn.bind(train_args[0], train_args[3]) if opt_fn else None
-    _warm_up([(step_fn, train_args)] + ([(opt_fn, (train_args[0], train_args[3]))] if opt_fn else []), evaluator,
-             batch, imgsz, n_dev)
+    opt_args = (train_args[0], train_args[3])  # (state, hp)
+    opt_leaves = opt_fn.bind(*opt_args) if opt_fn else None
+    _warm_up([(step_fn, train_args)] + ([(opt_fn, opt_args)] if opt_fn else []), evaluator, batch, imgsz, n_dev)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
