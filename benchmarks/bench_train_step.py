@@ -182,8 +182,9 @@ def torch_side(model_name: str, imgsz: int, batch: int, amp: bool, nc: int = 100
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     # All cores, Ultralytics' strongest CPU setting. `import ultralytics` sets OMP_NUM_THREADS=1 and its select_device
     # then uses min(8, cores - 1) threads: 1 on a 2-core machine. That is what `yolo` itself runs (bench_digits
-    # measures it); this benchmark compares the model step at its best.
-    torch.set_num_threads(os.cpu_count() or 1)
+    # measures it); this benchmark compares the model step at its best. The cores this process may run on (its
+    # affinity, as XLA sizes its pool): under `taskset -c 0` os.cpu_count()'s 2 threads shared one core (session 27)
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     model = ClassificationModel(f"{model_name}.yaml", nc=nc, verbose=False).to(dev).train()
     # Ultralytics' own optimizer (its three parameter groups: decayed weights, BatchNorm weights, biases; SGD,
     # Nesterov) and EMA, as its trainer builds them and runs them at every optimizer step (jaxyolo's step runs both)

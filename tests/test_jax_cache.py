@@ -55,7 +55,30 @@ def test_a_process_prunes_its_own_cache_folder_but_not_the_users(tmp_path):
     code = "import jaxyolo.engine, jax; print(jax.config.jax_compilation_cache_dir)"
     run = lambda extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra}, cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout.strip()
-    assert run({"JAXYOLO_COMPILATION_CACHE": str(own), "JAXYOLO_COMPILATION_CACHE_MAX_MB": "1"}) == str(own)
-    assert sorted(p.name for p in own.iterdir()) == ["new-cache"]  # 2 MB > 1 MiB: down to <= 0.75 MiB, newest kept
+    assert run({"JAXYOLO_COMPILATION_CACHE": str(own), "JAXYOLO_COMPILATION_CACHE_MAX_MB": "1"}) == str(
+        jax_cache.executables_dir(own))
+    # 2 MB > 1 MiB: down to <= 0.75 MiB, newest kept (files of an earlier layout, outside the cores-<n> folders, too)
+    assert sorted(p.name for p in own.iterdir() if p.is_file()) == ["new-cache"]
     assert run({"JAX_COMPILATION_CACHE_DIR": str(users), "JAXYOLO_COMPILATION_CACHE_MAX_MB": "1"}) == str(users)
     assert len(list(users.iterdir())) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and at least two cores")
+def test_a_process_on_fewer_cores_keeps_its_own_executables(tmp_path):
+    """XLA:CPU splits loops over the cores it sees when it compiles, and JAX's cache key leaves them out: an
+    executable compiled in a process pinned to one core must not be loaded by a process on all of them (session 27:
+    it was, and ran its loops on one core). Each core count gets its own folder and its own compiled entry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION", "JAXYOLO_COMPILATION"))}
+    env["JAXYOLO_COMPILATION_CACHE"] = str(tmp_path)
+    code = ("import os, sys\n"
+            "if sys.argv[1] == 'one': os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "import jaxyolo.engine, jax, jax.numpy as jnp\n"
+            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+            "jax.jit(lambda x: jnp.tanh(x) * 3 + 1)(jnp.ones((512, 512))).block_until_ready()\n"
+            "print(jax.config.jax_compilation_cache_dir)")
+    folders = [subprocess.run([sys.executable, "-c", code, which], env=env, cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip().splitlines()[-1] for which in ("one", "all")]
+    assert folders == [str(tmp_path / "cores-1"), str(jax_cache.executables_dir(tmp_path))]
+    for folder in folders:  # each process compiled and wrote its own executable
+        assert any(p.name.startswith("jit_") for p in Path(folder).iterdir()), sorted(os.listdir(folder))

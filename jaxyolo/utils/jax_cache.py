@@ -6,6 +6,13 @@ recompiling them (~5-10 s each on a CPU). The cache lives in ``$JAXYOLO_COMPILAT
 user configured for JAX itself (``JAX_COMPILATION_CACHE_DIR`` / ``jax.config``) is left as it is. JAX decides once per
 process whether to use a cache, at the first compilation, so this must run before anything is compiled.
 
+Executables go to a subfolder per core count (``cores-<n>``: the cores this process may run on, its CPU affinity).
+XLA:CPU splits large elementwise loops over the cores it sees when it compiles, and JAX's cache key does not
+include them (jaxlib 0.10): an executable compiled in a process pinned to one core (``taskset``, a container's
+cpuset, ``benchmarks/profile_step.py --one-core``) was loaded by every later process on all the cores and ran its
+loops on one (yolov8n-cls inference at 64 px, batch 32, 2 cores: 0 of 185 fusions split, 11.5-12.0 ms per batch
+against 9.9-10.7 ms compiled there; benchmarks/RESULTS.md, session 27).
+
 jaxyolo's folder is kept under ``$JAXYOLO_COMPILATION_CACHE_MAX_MB`` (default 2048 MiB; ``0`` or ``off``: no limit):
 when a process starts with the folder over the limit, the least recently used files (JAX's executables and
 ``jaxyolo-traces/``) are deleted until it is under three quarters of it. Every new jaxyolo, jax or model
@@ -18,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+
+from jaxyolo.utils.host import host_cores
 
 LOGGER = logging.getLogger("jaxyolo")
 OFF = ("0", "false", "off", "no", "none")
@@ -34,8 +43,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "jaxyolo" / "xla"
 
 
+def executables_dir(root: Path) -> Path:
+    """The folder of jaxyolo's cache ``root`` that JAX's executables go to in this process: one per core count."""
+    return Path(root) / f"cores-{host_cores()}"
+
+
 def enable_compilation_cache() -> str | None:
-    """Point JAX's persistent compilation cache at jaxyolo's cache folder; returns the folder in use (or None)."""
+    """Point JAX's persistent compilation cache at jaxyolo's cache folder (its subfolder for this process's core
+    count, ``executables_dir``); returns the folder in use (or None)."""
     import jax
 
     if switched_off("JAXYOLO_COMPILATION_CACHE"):
@@ -44,7 +59,8 @@ def enable_compilation_cache() -> str | None:
     current = jax.config.jax_compilation_cache_dir
     if current:  # the user's own choice wins
         return str(current)
-    path = Path(setting).expanduser() if setting.strip() else default_cache_dir()
+    root = Path(setting).expanduser() if setting.strip() else default_cache_dir()
+    path = executables_dir(root)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not os.access(path, os.W_OK | os.X_OK):
@@ -52,7 +68,7 @@ def enable_compilation_cache() -> str | None:
     except OSError as e:  # a read-only home must not stop a run: compile every time instead
         LOGGER.debug(f"compilation cache disabled: {e}")
         return None
-    prune(path, cache_limit_bytes())
+    prune(root, cache_limit_bytes())  # the whole folder: other core counts' executables and earlier layouts too
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return str(path)
