@@ -176,6 +176,32 @@ def test_cpu_convolutions_run_as_matmuls_but_export_as_convolutions(y11n10):
     assert np.abs(g - e).max() <= 1e-4 * np.abs(e).max()  # float32 sums in another order
 
 
+@pytest.mark.parametrize("hw,stride,taps", [((4, 4), 2, 9), ((2, 2), 1, 9), ((1, 1), 1, 1), ((2, 2), 2, 4)])
+def test_small_map_matmul_is_the_convolution_and_copies_no_kernel(hw, stride, taps):
+    """A 3x3 convolution of a <= 4x4 map as one matmul over its live taps: the convolution's output, and the
+    kernel copied (concatenated) only when some taps read padding alone; with every tap live it is the kernel
+    reshaped, which costs nothing (session 27: a [1152, 256] kernel concatenation per call was ~30% of yolov8n-cls's
+    batch-1 inference at 64 px)."""
+    from jax import lax
+
+    from jaxyolo.nn.cpu_conv import _patches_matmul
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, *hw, 8), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 3, 8, 16), dtype=np.float32))
+    args = ((stride, stride), ((1, 1), (1, 1)))
+    got = _patches_matmul(x, w, *args)
+    want = lax.conv_general_dilated(x, w, *args, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    precision=lax.Precision.HIGHEST)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    jaxpr = jax.make_jaxpr(lambda a, b: _patches_matmul(a, b, *args))(x, w).jaxpr
+    (dot,) = [e for e in _eqns(jaxpr) if e.primitive.name == "dot_general"]
+    assert dot.invars[1].aval.shape == (taps * 8, 16)
+    kernel_copies = [e for e in _eqns(jaxpr) if e.primitive.name == "concatenate"
+                     and e.outvars[0].aval.shape[-1] == 16]
+    assert len(kernel_copies) == (0 if taps in (1, 9) else 1)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_pointwise_matmul_gradients_are_the_convolutions(dtype):
     """The 1x1 convolution as a dot has its own backward pass (``_pointwise_dot``: the kernel gradient as x^T g over

@@ -114,7 +114,10 @@ def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs
     taps = [(i, j) for i in range(kh) for j in range(kw) if live(i, sh, ho, pt, h) and live(j, sw, wo, pl, w)]
     x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     cols = jnp.concatenate([x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i, j in taps], -1)
-    kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
+    if len(taps) == kh * kw:  # every tap: the kernel as it lies (a concatenation of its taps is copied every call)
+        kernel = rhs.reshape(kh * kw * rhs.shape[2], rhs.shape[3])
+    else:
+        kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
     return lax.dot_general(cols, kernel, (((3,), (0,)), ((), ())), precision=precision)
 
 
