@@ -149,6 +149,12 @@ def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     return info, phases
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity), by ``jaxyolo.utils.host.host_cores``' rule: kept here
+    because the Ultralytics child imports no jaxyolo."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_matmul_ceiling(n: int = 2048, runs: int = 10) -> float:
     """FLOP/s of the best of ``runs`` n^3 fp32 matmuls in XLA:CPU (all cores): the attainable ceiling of this CPU."""
     import jax
@@ -184,7 +190,7 @@ def torch_side(model_name: str, imgsz: int, batch: int, amp: bool, nc: int = 100
     # then uses min(8, cores - 1) threads: 1 on a 2-core machine. That is what `yolo` itself runs (bench_digits
     # measures it); this benchmark compares the model step at its best. The cores this process may run on (its
     # affinity, as XLA sizes its pool): under `taskset -c 0` os.cpu_count()'s 2 threads shared one core (session 27)
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(_cores())
     model = ClassificationModel(f"{model_name}.yaml", nc=nc, verbose=False).to(dev).train()
     # Ultralytics' own optimizer (its three parameter groups: decayed weights, BatchNorm weights, biases; SGD,
     # Nesterov) and EMA, as its trainer builds them and runs them at every optimizer step (jaxyolo's step runs both)
@@ -417,7 +423,7 @@ def main():
         return
     gpu = first["backend"] == "gpu"
     device = (f"{first['device_kind']} (gpu)" if gpu else R.cpu_name())
-    machine = f"{device}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    machine = f"{device}, {_cores()} CPUs, {platform.python_version()}"
     versions = first["versions"] + "".join(f", {r[5]['versions']}" for r in rows[:1] if r[5])
     ceiling = first["ceiling"]
     for name, s, b, p, j, t, t_same, mfu, spread, rss in rows:
