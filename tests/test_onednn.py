@@ -46,8 +46,9 @@ def test_forward_and_kernel_gradient_are_the_convolutions(case):
     got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding))(x, w)
     assert got.shape == want.shape and got.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
-    for threads in (1, 0):
-        dw = jax.jit(lambda a, c, t=threads: onednn.kernel_grad(a, c, w.shape, strides, padding, t))(x, g)
+    # one call on 1 or OpenMP's threads, or the sum of batch slices (as many as the batch, or fewer and uneven)
+    for threads, parts in ((1, 1), (0, 1), (1, 3), (1, n + 5)):
+        dw = jax.jit(lambda a, c, t=threads, p=parts: onednn.kernel_grad(a, c, w.shape, strides, padding, t, p))(x, g)
         assert dw.shape == w.shape
         np.testing.assert_allclose(dw, vjp(g)[0], rtol=1e-5, atol=1e-4)
 

@@ -207,6 +207,7 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
 
 
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
+KERNEL_GRAD_PARTS = 4  # batch slices of a oneDNN kernel gradient, taken by whichever of XLA's threads are free
 FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions (``_sliced_conv``); 0: OpenMP's default
 FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
 # there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
@@ -249,9 +250,13 @@ def _sliced_conv_fwd(x, w, spec):
 
 def _sliced_conv_bwd(spec, res, g):
     """The input gradient as autodiff forms it (``_input_grad``). The kernel gradient on oneDNN where available
-    (``_onednn``), on ``KERNEL_GRAD_THREADS`` (one) core, which XLA runs beside the input gradient on the other
-    cores: XLA:CPU's kernel gradients are a third of yolov8n-cls's train step at 224 px, oneDNN's are ~2.7x faster
-    (train step yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%; benchmarks/RESULTS.md). Otherwise XLA's, summed
+    (``_onednn``), one OpenMP thread per call, XLA running it beside the input gradient on the other cores: XLA:CPU's
+    kernel gradients are a third of yolov8n-cls's train step at 224 px, oneDNN's are ~2.7x faster (train step
+    yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%). Its ``KERNEL_GRAD_PARTS`` batch slices are taken one at a
+    time by the calling thread and a task on XLA's thread pool (``onednn_conv.cc``): XLA reuses ``g``'s buffer two
+    layers down, so the layer there waits for this kernel gradient, and on one core it held the step while the other
+    core idled (yolov8n-cls@224: ~40 ms a step); sliced, an idle core takes part of it: train step yolov8n-cls@224
+    ~5-10% and yolov8s-cls@224 ~12% faster, @64 equal (benchmarks/RESULTS.md, session 28). Otherwise XLA's, summed
     over ``kernel_grad_parts`` batch slices: XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and as
     independent slices its thread pool runs them side by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 ->
     453 ms)."""
@@ -260,7 +265,8 @@ def _sliced_conv_bwd(spec, res, g):
     if _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
-        return dx, onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS)
+        return dx, onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS,
+                                     KERNEL_GRAD_PARTS)
     n = x.shape[0]
     parts = kernel_grad_parts(n) if jax.device_count() == 1 else 1  # a slice of a sharded batch would be resharded
     bounds = [n * i // parts for i in range(parts + 1)]

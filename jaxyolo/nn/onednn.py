@@ -96,9 +96,10 @@ def conv(x, w, strides, padding, threads: int = 0):
     return jax.ffi.ffi_call("JaxyoloConvFwd", out, vmap_method="sequential")(x, w, **_attrs(strides, padding, threads))
 
 
-def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1):
+def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1, parts: int = 1):
     """The gradient of ``conv(x, w, strides, padding)`` with respect to ``w`` (HWIO ``w_shape``) for the output
-    cotangent ``g``, on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default)."""
+    cotangent ``g``, on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default), as the sum of ``parts`` batch
+    slices that the calling thread and one task on XLA's thread pool take one at a time (``onednn_conv.cc``)."""
     out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
     return jax.ffi.ffi_call("JaxyoloConvBwdWeights", out, vmap_method="sequential")(
-        x, g, **_attrs(strides, padding, threads))
+        x, g, **_attrs(strides, padding, threads), parts=np.int64(parts))

@@ -7,12 +7,16 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -143,10 +147,58 @@ ffi::Error Forward(F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, i
              y->typed_data(), sh, sw, pt, pb, pl, pr, threads);
 }
 
-ffi::Error KernelGrad(F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                      int64_t pr, int64_t threads) {
-  return Run(kKernelGrad, x.dimensions(), dw->dimensions(), gy.dimensions(), x.typed_data(), dw->typed_data(),
-             gy.typed_data(), sh, sw, pt, pb, pl, pr, threads);
+// The kernel gradient as the sum of `parts` kernel gradients over slices of the batch (read in place), which the
+// calling thread and one task on XLA's intra-op thread pool claim one at a time: while XLA's other threads are busy
+// the calling thread computes every slice itself (the pool's task finds none left), and when one is idle it takes
+// slices too. A single call with more OpenMP threads would take cores the rest of the step needs; separate calls
+// per slice would run one after another (XLA:CPU hands ready thunks to other threads only past 8 of them).
+struct Slices {
+  std::atomic<int64_t> next{0}, finished{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::vector<float>> partial;  // each slice's gradient but the first's, which goes to dw itself
+};
+
+ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt,
+                      int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  auto xd = x.dimensions(), gd = gy.dimensions(), wd = dw->dimensions();
+  if (xd.size() != 4 || gd.size() != 4 || wd.size() != 4 || xd[0] != gd[0]) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN kernel gradient: operands must be NHWC/HWIO (rank 4)");
+  }
+  const int64_t n = xd[0], x_row = xd[1] * xd[2] * xd[3], g_row = gd[1] * gd[2] * gd[3];
+  const int64_t w_size = wd[0] * wd[1] * wd[2] * wd[3];
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  if (parts == 1 || pool.num_threads() < 2) {
+    return Run(kKernelGrad, xd, wd, gd, x.typed_data(), dw->typed_data(), gy.typed_data(), sh, sw, pt, pb, pl, pr,
+               threads);
+  }
+  auto state = std::make_shared<Slices>();
+  state->partial.resize(parts - 1);
+  float *xp = x.typed_data(), *gp = gy.typed_data(), *out = dw->typed_data();
+  // The work of the caller and of the pool's task alike: claim the next slice until none is left.
+  auto work = [=] {
+    for (int64_t i; (i = state->next.fetch_add(1)) < parts;) {
+      const int64_t lo = n * i / parts, rows = n * (i + 1) / parts - lo;
+      const int64_t xs[4] = {rows, xd[1], xd[2], xd[3]}, gs[4] = {rows, gd[1], gd[2], gd[3]};
+      float* target = out;
+      if (i > 0) {
+        state->partial[i - 1].resize(w_size);
+        target = state->partial[i - 1].data();
+      }
+      ffi::Error e = Run(kKernelGrad, ffi::Span<const int64_t>(xs, 4), wd, ffi::Span<const int64_t>(gs, 4),
+                         xp + lo * x_row, target, gp + lo * g_row, sh, sw, pt, pb, pl, pr, threads);
+      if (e.failure()) state->failed = true;
+      state->finished.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  auto task = work;
+  pool.Schedule(std::move(task));
+  work();
+  while (state->finished.load(std::memory_order_acquire) < parts) std::this_thread::yield();  // a slice in flight
+  if (state->failed) return ffi::Error::Internal("jaxyolo oneDNN kernel gradient: a slice failed");
+  for (const auto& p : state->partial) {
+    for (int64_t k = 0; k < w_size; ++k) out[k] += p[k];
+  }
+  return ffi::Error::Success();
 }
 
 template <typename B>
@@ -165,4 +217,5 @@ auto WithAttrs(B&& binding) {
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvFwd, Forward, WithAttrs(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvBwdWeights, KernelGrad,
-                              WithAttrs(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+                              WithAttrs(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Ret<F32>())
+                                  .Attr<int64_t>("parts"));
