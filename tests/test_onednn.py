@@ -43,18 +43,22 @@ def test_forward_and_kernel_gradient_are_the_convolutions(case):
     w = jnp.asarray(rng.standard_normal((k, k, ci, co)), jnp.float32)
     want, vjp = jax.vjp(lambda b: lax.conv_general_dilated(x, b, strides, padding, dimension_numbers=_DN), w)
     g = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
-    got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding))(x, w)
-    assert got.shape == want.shape and got.dtype == jnp.float32
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
-    # one call on 1 or OpenMP's threads, or the sum of batch slices (as many as the batch, or fewer and uneven)
-    for threads, parts in ((1, 1), (0, 1), (1, 3), (1, n + 5)):
+    _, input_vjp = jax.vjp(lambda a: lax.conv_general_dilated(a, w, strides, padding, dimension_numbers=_DN), x)
+    # one call on OpenMP's threads or on 1, or in batch slices (as many as the batch, or fewer and uneven)
+    for threads, parts in ((0, 1), (1, 1), (1, 3), (1, n + 5)):
+        got = jax.jit(lambda a, b, t=threads, p=parts: onednn.conv(a, b, strides, padding, t, p))(x, w)
+        assert got.shape == want.shape and got.dtype == jnp.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        dx = jax.jit(lambda c, b, t=threads, p=parts: onednn.input_grad(c, b, x.shape, strides, padding, t, p))(g, w)
+        assert dx.shape == x.shape
+        np.testing.assert_allclose(dx, input_vjp(g)[0], rtol=1e-5, atol=1e-4)
         dw = jax.jit(lambda a, c, t=threads, p=parts: onednn.kernel_grad(a, c, w.shape, strides, padding, t, p))(x, g)
         assert dw.shape == w.shape
         np.testing.assert_allclose(dw, vjp(g)[0], rtol=1e-5, atol=1e-4)
 
 
 def _custom_calls(text: str) -> set[str]:
-    return {t for t in ("JaxyoloConvFwd", "JaxyoloConvBwdWeights") if t in text}
+    return {t for t in onednn.TARGETS if t in text}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +76,9 @@ def _loss_grads(m, x):
 
 
 def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch):
-    """yolov8n-cls at 48 px: the train step's kernel gradients and the inference forward pass (of convolutions of at
-    least FORWARD_MIN_MACS) run on oneDNN (custom calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
+    """yolov8n-cls at 48 px: the train step's k x k convolutions (forward, strided input gradients, kernel
+    gradients) and the inference forward pass (of convolutions of at least FORWARD_MIN_MACS) run on oneDNN (custom
+    calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
     if not onednn.available():
         pytest.skip("oneDNN extension not available")
     x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
@@ -82,7 +87,7 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 0)
     fn, params = _loss_grads(v8n, x)
     train_hlo = fn.lower(params).as_text()
-    assert _custom_calls(train_hlo) == {"JaxyoloConvBwdWeights"}  # forward stays XLA's in a train step
+    assert _custom_calls(train_hlo) == set(onednn.TARGETS)
     infer = inference_jit(lambda v, a: v8n.module.apply(v, a))
     assert _custom_calls(infer.lower(v8n.variables, x).as_text()) == {"JaxyoloConvFwd"}
     (loss, grads), out = fn(params), infer(v8n.variables, x)
@@ -94,8 +99,9 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     loss2, grads2 = fn2(params)
     np.testing.assert_allclose(loss, loss2, rtol=1e-5)
     np.testing.assert_allclose(out, infer2(v8n.variables, x), atol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()) + 1e-7)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):  # every convolution's sums reassociated, and
+        # the differences carried back through ~20 layers: elements near zero may differ by ~1e-5 of the largest
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5 * float(jnp.abs(b).max()) + 1e-7)
 
 
 def test_exported_graphs_hold_no_custom_calls(v8n):

@@ -208,6 +208,7 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
 
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
 KERNEL_GRAD_PARTS = 4  # batch slices of a oneDNN kernel gradient, taken by whichever of XLA's threads are free
+TRAIN_PARTS = 8  # batch slices of the train step's oneDNN forward convolutions and input gradients (one thread each)
 FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions (``_sliced_conv``); 0: OpenMP's default
 FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
 # there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
@@ -235,8 +236,7 @@ def _macs(x, w, spec) -> int:
 def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
     yolov8n-cls inference at 224 px, batch 32, 13-23% more images/s than on XLA's multi-threaded convolution
-    (benchmarks/RESULTS.md, session 23). In a train step XLA's own convolution runs forward (oneDNN's there: -2 to
-    +2% by model, not adopted)."""
+    (benchmarks/RESULTS.md, session 23). In a train step, see ``_sliced_conv_fwd``."""
     if _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
@@ -245,28 +245,53 @@ def _sliced_conv(x, w, spec):
 
 
 def _sliced_conv_fwd(x, w, spec):
-    return _plain_conv(x, w, spec), (x, w)
-
-
-def _sliced_conv_bwd(spec, res, g):
-    """The input gradient as autodiff forms it (``_input_grad``). The kernel gradient on oneDNN where available
-    (``_onednn``), one OpenMP thread per call, XLA running it beside the input gradient on the other cores: XLA:CPU's
-    kernel gradients are a third of yolov8n-cls's train step at 224 px, oneDNN's are ~2.7x faster (train step
-    yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%). Its ``KERNEL_GRAD_PARTS`` batch slices are taken one at a
-    time by the calling thread and a task on XLA's thread pool (``onednn_conv.cc``): XLA reuses ``g``'s buffer two
-    layers down, so the layer there waits for this kernel gradient, and on one core it held the step while the other
-    core idled (yolov8n-cls@224: ~40 ms a step); sliced, an idle core takes part of it: train step yolov8n-cls@224
-    ~5-10% and yolov8s-cls@224 ~12% faster, @64 equal (benchmarks/RESULTS.md, session 28). Otherwise XLA's, summed
-    over ``kernel_grad_parts`` batch slices: XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and as
-    independent slices its thread pool runs them side by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 ->
-    453 ms)."""
-    x, w = res
-    dx = _input_grad(x, w, spec, g)
+    """The train step's forward convolution: on oneDNN where available (``_onednn``), in ``TRAIN_PARTS`` batch
+    slices that the calling thread and a task on XLA's thread pool take one at a time (``onednn_conv.cc``), so it
+    takes the second core only while that one is free. Alone on 2 cores it is 1.1-2x faster than XLA's (the 16-channel
+    layers of yolov8n-cls at 56 px: 4.5 -> 2.3 ms); with the input gradients below, train step yolov8n-cls@224 ~8-16%
+    and yolov8s-cls@224 ~9% faster, @64 2-7% (benchmarks/RESULTS.md, session 28). Session 23's oneDNN forward pass
+    with OpenMP threads gained nothing in the step: its threads spun beside XLA's."""
     if _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
-        return dx, onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS,
-                                     KERNEL_GRAD_PARTS)
+        return onednn.conv(x, w, spec[0], spec[1], 1, TRAIN_PARTS), (x, w)
+    return _plain_conv(x, w, spec), (x, w)
+
+
+def _onednn_input_grad(x, w, spec, g):
+    """The input gradient of ``_plain_conv(x, w, spec)`` for ``g`` on oneDNN, in ``TRAIN_PARTS`` batch slices like
+    the forward pass: strided, oneDNN's backward-data convolution; stride 1, its forward convolution of ``g`` with
+    the kernel flipped and transposed (alone 1.3x faster than its backward-data kernel at 28-56 px)."""
+    from jaxyolo.nn import onednn
+
+    (sh, sw), ((pt, pb), (pl, pr)) = spec[0], spec[1]
+    kh, kw = w.shape[:2]
+    if sh == sw == 1:
+        flipped = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kh, kw, cout, cin]
+        pad = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
+        return onednn.conv(g, flipped, (1, 1), pad, 1, TRAIN_PARTS)
+    return onednn.input_grad(g, w, x.shape, spec[0], spec[1], 1, TRAIN_PARTS)
+
+
+def _sliced_conv_bwd(spec, res, g):
+    """The input gradient on oneDNN where available (``_onednn_input_grad``), else as autodiff forms it
+    (``_input_grad``). The kernel gradient on oneDNN where available (``_onednn``), one OpenMP thread per call, XLA
+    running it beside the input gradient on the other cores: XLA:CPU's kernel gradients are a third of yolov8n-cls's
+    train step at 224 px, oneDNN's are ~2.7x faster (train step yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%).
+    Its ``KERNEL_GRAD_PARTS`` batch slices are taken one at a time by the calling thread and a task on XLA's thread
+    pool (``onednn_conv.cc``): XLA reuses ``g``'s buffer two layers down, so the layer there waits for this kernel
+    gradient, and on one core it held the step while the other core idled (yolov8n-cls@224: ~40 ms a step); sliced,
+    an idle core takes part of it: train step yolov8n-cls@224 ~5-10% and yolov8s-cls@224 ~12% faster, @64 equal
+    (benchmarks/RESULTS.md, session 28). Otherwise XLA's, summed over ``kernel_grad_parts`` batch slices: XLA:CPU
+    (jaxlib 0.10) runs each YNNPACK convolution on one core, and as independent slices its thread pool runs them side
+    by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 -> 453 ms)."""
+    x, w = res
+    if _onednn(x, w, spec):
+        from jaxyolo.nn import onednn
+
+        dw = onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS, KERNEL_GRAD_PARTS)
+        return _onednn_input_grad(x, w, spec, g), dw
+    dx = _input_grad(x, w, spec, g)
     n = x.shape[0]
     parts = kernel_grad_parts(n) if jax.device_count() == 1 else 1  # a slice of a sharded batch would be resharded
     bounds = [n * i // parts for i in range(parts + 1)]
@@ -355,12 +380,13 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms).
     * The other (k x k) convolutions, in single-device processes where jaxyolo's oneDNN extension is installed
-      (``nn/onednn.py``), with their kernel gradient on oneDNN, one core, beside XLA's input gradient
-      (``_sliced_conv_bwd``: yolov8n-cls@224 train step ~14% faster), and in inference executables
-      (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224, batch
-      32: 13-23% more images/s). Without oneDNN, their kernel gradient computed over batch slices that XLA runs side by
-      side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded batch would be resharded; with
-      several devices the kernel gradient is the convolution's own):
+      (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch
+      slices that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224
+      train step ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28);
+      in inference executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS``
+      (yolov8n-cls@224, batch 32: 13-23% more images/s). Without oneDNN, their kernel gradient computed over batch
+      slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded
+      batch would be resharded; with several devices the kernel gradient is the convolution's own):
       yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's
       options (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there. Their
       input gradient, when strided, is one stride-1 convolution per output phase (``_phase_input_grad``) instead of

@@ -25,7 +25,7 @@ from jaxyolo.utils.jax_cache import switched_off
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdWeights")  # the FFI targets, by the names traced programs call them
+TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights")  # the FFI targets, by the names traced programs call them
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
@@ -86,20 +86,30 @@ def _attrs(strides, padding, threads):
     return {k: np.int64(v) for k, v in dict(sh=sh, sw=sw, pt=pt, pb=pb, pl=pl, pr=pr, threads=threads).items()}
 
 
-def conv(x, w, strides, padding, threads: int = 0):
+def conv(x, w, strides, padding, threads: int = 0, parts: int = 1):
     """``lax.conv_general_dilated(x, w, strides, padding)`` for float32 NHWC ``x`` and HWIO ``w`` (explicit
-    ``((top, bottom), (left, right))`` padding), on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default)."""
+    ``((top, bottom), (left, right))`` padding), on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default), in
+    ``parts`` batch slices that the calling thread and a task on XLA's thread pool take one at a time
+    (``onednn_conv.cc``)."""
     from jaxyolo.nn.cpu_conv import conv_out_hw
 
     ho, wo = conv_out_hw(x.shape[1:3], w.shape[:2], strides, padding)
     out = jax.ShapeDtypeStruct((x.shape[0], ho, wo, w.shape[3]), x.dtype)
-    return jax.ffi.ffi_call("JaxyoloConvFwd", out, vmap_method="sequential")(x, w, **_attrs(strides, padding, threads))
+    return jax.ffi.ffi_call("JaxyoloConvFwd", out, vmap_method="sequential")(
+        x, w, **_attrs(strides, padding, threads), parts=np.int64(parts))
+
+
+def input_grad(g, w, x_shape, strides, padding, threads: int = 1, parts: int = 1):
+    """The gradient of ``conv(x, w, strides, padding)`` with respect to ``x`` (NHWC ``x_shape``) for the output
+    cotangent ``g``, on oneDNN like ``conv``."""
+    out = jax.ShapeDtypeStruct(tuple(x_shape), g.dtype)
+    return jax.ffi.ffi_call("JaxyoloConvBwdData", out, vmap_method="sequential")(
+        g, w, **_attrs(strides, padding, threads), parts=np.int64(parts))
 
 
 def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1, parts: int = 1):
     """The gradient of ``conv(x, w, strides, padding)`` with respect to ``w`` (HWIO ``w_shape``) for the output
-    cotangent ``g``, on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default), as the sum of ``parts`` batch
-    slices that the calling thread and one task on XLA's thread pool take one at a time (``onednn_conv.cc``)."""
+    cotangent ``g``, on oneDNN like ``conv``: the sum of the batch slices' gradients."""
     out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
     return jax.ffi.ffi_call("JaxyoloConvBwdWeights", out, vmap_method="sequential")(
         x, g, **_attrs(strides, padding, threads), parts=np.int64(parts))

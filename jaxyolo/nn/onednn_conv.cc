@@ -1,4 +1,4 @@
-// oneDNN's float32 2-D convolution (forward) and its kernel gradient as XLA:CPU FFI custom calls.
+// oneDNN's float32 2-D convolution (forward), its input gradient and its kernel gradient as XLA:CPU FFI custom calls.
 //
 // Loaded by jaxyolo/nn/onednn.py with ctypes after libdnnl (the onednn-cpu-gomp wheel) is loaded with RTLD_GLOBAL,
 // which resolves the dnnl_* symbols this library leaves undefined. Layouts are JAX's NHWC activations and HWIO
@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -26,7 +27,7 @@ using dnnl::memory;
 
 namespace {
 
-enum Kind : int64_t { kForward = 0, kKernelGrad = 1 };
+enum Kind : int64_t { kForward = 0, kKernelGrad = 1, kInputGrad = 2 };
 
 struct Geometry {
   memory::dims x, w, y;  // oneDNN's logical dims: x/y {N, C, H, W}, w {O, I, KH, KW}
@@ -63,6 +64,13 @@ std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
     dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_md, y_md,
                                                  g.strides, g.pad_l, g.pad_r, attr);
     plan->primitive = dnnl::convolution_forward(pd);
+    plan->scratch_md = pd.scratchpad_desc();
+  } else if (kind == kInputGrad) {
+    dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w_md, y_md,
+                                                   g.strides, g.pad_l, g.pad_r);
+    dnnl::convolution_backward_data::primitive_desc pd(eng, algo, x_md, w_md, y_md, g.strides, g.pad_l, g.pad_r, hint,
+                                                       attr);
+    plan->primitive = dnnl::convolution_backward_data(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else {
     // A fixed HWIO kernel gradient makes oneDNN fall back to a slow GEMM kernel; its own format, then a reorder.
@@ -124,6 +132,10 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
       memory w_mem(plan.w_md, eng, w);
       plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem},
                                       {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+    } else if (kind == kInputGrad) {  // x: the input's gradient (written), y: the output's (read)
+      memory w_mem(plan.w_md, eng, w);
+      plan.primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem},
+                                      {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
     } else {
       memory w_out(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
       memory w_mem = plan.reorder_w ? memory(plan.w_md, eng) : w_out;
@@ -141,52 +153,26 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
 using F32 = ffi::Buffer<ffi::F32>;
 using F32Out = ffi::ResultBuffer<ffi::F32>;
 
-ffi::Error Forward(F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
-                   int64_t threads) {
-  return Run(kForward, x.dimensions(), w.dimensions(), y->dimensions(), x.typed_data(), w.typed_data(),
-             y->typed_data(), sh, sw, pt, pb, pl, pr, threads);
-}
-
-// The kernel gradient as the sum of `parts` kernel gradients over slices of the batch (read in place), which the
-// calling thread and one task on XLA's intra-op thread pool claim one at a time: while XLA's other threads are busy
-// the calling thread computes every slice itself (the pool's task finds none left), and when one is idle it takes
-// slices too. A single call with more OpenMP threads would take cores the rest of the step needs; separate calls
-// per slice would run one after another (XLA:CPU hands ready thunks to other threads only past 8 of them).
-struct Slices {
+// A call's work as `parts` slices of the batch that the calling thread and one task on XLA's intra-op thread pool
+// claim one at a time: while XLA's other threads are busy the calling thread does every slice itself (the pool's
+// task finds none left), and when one is idle it takes slices too. More OpenMP threads in one call would take cores
+// the rest of the step needs (and spin beside XLA's threads); separate calls per slice would run one after another
+// (XLA:CPU hands ready thunks to other threads only past 8 of them). slice(i, lo, rows) -> ffi::Error.
+struct Claims {
   std::atomic<int64_t> next{0}, finished{0};
   std::atomic<bool> failed{false};
-  std::vector<std::vector<float>> partial;  // each slice's gradient but the first's, which goes to dw itself
 };
 
-ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt,
-                      int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  auto xd = x.dimensions(), gd = gy.dimensions(), wd = dw->dimensions();
-  if (xd.size() != 4 || gd.size() != 4 || wd.size() != 4 || xd[0] != gd[0]) {
-    return ffi::Error::InvalidArgument("jaxyolo oneDNN kernel gradient: operands must be NHWC/HWIO (rank 4)");
-  }
-  const int64_t n = xd[0], x_row = xd[1] * xd[2] * xd[3], g_row = gd[1] * gd[2] * gd[3];
-  const int64_t w_size = wd[0] * wd[1] * wd[2] * wd[3];
+template <typename Slice>
+ffi::Error Sliced(ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice) {
   parts = std::max<int64_t>(1, std::min(parts, n));
-  if (parts == 1 || pool.num_threads() < 2) {
-    return Run(kKernelGrad, xd, wd, gd, x.typed_data(), dw->typed_data(), gy.typed_data(), sh, sw, pt, pb, pl, pr,
-               threads);
-  }
-  auto state = std::make_shared<Slices>();
-  state->partial.resize(parts - 1);
-  float *xp = x.typed_data(), *gp = gy.typed_data(), *out = dw->typed_data();
-  // The work of the caller and of the pool's task alike: claim the next slice until none is left.
-  auto work = [=] {
+  if (parts == 1 || pool.num_threads() < 2) return slice(0, 0, n);
+  auto state = std::make_shared<Claims>();
+  // The pool's task may start after this call has returned (every slice taken): it then touches `state` alone.
+  auto work = [state, n, parts, slice] {
     for (int64_t i; (i = state->next.fetch_add(1)) < parts;) {
-      const int64_t lo = n * i / parts, rows = n * (i + 1) / parts - lo;
-      const int64_t xs[4] = {rows, xd[1], xd[2], xd[3]}, gs[4] = {rows, gd[1], gd[2], gd[3]};
-      float* target = out;
-      if (i > 0) {
-        state->partial[i - 1].resize(w_size);
-        target = state->partial[i - 1].data();
-      }
-      ffi::Error e = Run(kKernelGrad, ffi::Span<const int64_t>(xs, 4), wd, ffi::Span<const int64_t>(gs, 4),
-                         xp + lo * x_row, target, gp + lo * g_row, sh, sw, pt, pb, pl, pr, threads);
-      if (e.failure()) state->failed = true;
+      const int64_t lo = n * i / parts;
+      if (slice(i, lo, n * (i + 1) / parts - lo).failure()) state->failed = true;
       state->finished.fetch_add(1, std::memory_order_acq_rel);
     }
   };
@@ -194,8 +180,76 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh
   pool.Schedule(std::move(task));
   work();
   while (state->finished.load(std::memory_order_acquire) < parts) std::this_thread::yield();  // a slice in flight
-  if (state->failed) return ffi::Error::Internal("jaxyolo oneDNN kernel gradient: a slice failed");
-  for (const auto& p : state->partial) {
+  return state->failed ? ffi::Error::Internal("jaxyolo oneDNN convolution: a batch slice failed")
+                       : ffi::Error::Success();
+}
+
+bool Nhwc(ffi::Span<const int64_t> d) { return d.size() == 4; }
+
+// Forward: y = conv(x, w), each slice its own rows of x and y.
+ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                   int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
+  if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(yd) || xd[0] != yd[0]) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
+  }
+  std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ya{yd[0], yd[1], yd[2], yd[3]};
+  float *xp = x.typed_data(), *wp = w.typed_data(), *yp = y->typed_data();
+  std::vector<int64_t> wv(wd.begin(), wd.end());
+  return Sliced(pool, xa[0], parts, [=](int64_t, int64_t lo, int64_t rows) {
+    const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, ys[4] = {rows, ya[1], ya[2], ya[3]};
+    return Run(kForward, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
+               ffi::Span<const int64_t>(ys, 4), xp + lo * xa[1] * xa[2] * xa[3], wp, yp + lo * ya[1] * ya[2] * ya[3],
+               sh, sw, pt, pb, pl, pr, threads);
+  });
+}
+
+// Input gradient: dx = conv's transpose applied to gy, each slice its own rows of gy and dx.
+ffi::Error InputGrad(ffi::ThreadPool pool, F32 gy, F32 w, F32Out dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                     int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  auto gd = gy.dimensions(), wd = w.dimensions(), xd = dx->dimensions();
+  if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(gd) || xd[0] != gd[0]) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN input gradient: operands must be NHWC/HWIO (rank 4)");
+  }
+  std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ga{gd[0], gd[1], gd[2], gd[3]};
+  float *gp = gy.typed_data(), *wp = w.typed_data(), *xp = dx->typed_data();
+  std::vector<int64_t> wv(wd.begin(), wd.end());
+  return Sliced(pool, xa[0], parts, [=](int64_t, int64_t lo, int64_t rows) {
+    const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, gs[4] = {rows, ga[1], ga[2], ga[3]};
+    return Run(kInputGrad, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
+               ffi::Span<const int64_t>(gs, 4), xp + lo * xa[1] * xa[2] * xa[3], wp, gp + lo * ga[1] * ga[2] * ga[3],
+               sh, sw, pt, pb, pl, pr, threads);
+  });
+}
+
+// Kernel gradient: the sum of the slices' kernel gradients (the first written to dw, the others to buffers of their
+// own, added at the end).
+ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt,
+                      int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  auto xd = x.dimensions(), gd = gy.dimensions(), wd = dw->dimensions();
+  if (!Nhwc(xd) || !Nhwc(gd) || !Nhwc(wd) || xd[0] != gd[0]) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN kernel gradient: operands must be NHWC/HWIO (rank 4)");
+  }
+  std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ga{gd[0], gd[1], gd[2], gd[3]};
+  const int64_t w_size = wd[0] * wd[1] * wd[2] * wd[3];
+  parts = std::max<int64_t>(1, std::min(parts, xa[0]));
+  auto partial = std::make_shared<std::vector<std::vector<float>>>(parts - 1);
+  float *xp = x.typed_data(), *gp = gy.typed_data(), *out = dw->typed_data();
+  std::vector<int64_t> wv(wd.begin(), wd.end());
+  ffi::Error e = Sliced(pool, xa[0], parts, [=](int64_t i, int64_t lo, int64_t rows) {
+    const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, gs[4] = {rows, ga[1], ga[2], ga[3]};
+    float* target = out;
+    if (i > 0) {
+      (*partial)[i - 1].resize(w_size);
+      target = (*partial)[i - 1].data();
+    }
+    return Run(kKernelGrad, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
+               ffi::Span<const int64_t>(gs, 4), xp + lo * xa[1] * xa[2] * xa[3], target,
+               gp + lo * ga[1] * ga[2] * ga[3], sh, sw, pt, pb, pl, pr, threads);
+  });
+  if (e.failure()) return e;
+  for (const auto& p : *partial) {
+    if (p.empty()) continue;  // a single call (one pool thread): every row went to dw
     for (int64_t k = 0; k < w_size; ++k) out[k] += p[k];
   }
   return ffi::Error::Success();
@@ -215,7 +269,12 @@ auto WithAttrs(B&& binding) {
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvFwd, Forward, WithAttrs(ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvFwd, Forward,
+                              WithAttrs(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Ret<F32>())
+                                  .Attr<int64_t>("parts"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvBwdData, InputGrad,
+                              WithAttrs(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Ret<F32>())
+                                  .Attr<int64_t>("parts"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloConvBwdWeights, KernelGrad,
                               WithAttrs(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32>().Arg<F32>().Ret<F32>())
                                   .Attr<int64_t>("parts"));
