@@ -186,40 +186,34 @@ ffi::Error Sliced(ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice) 
 
 bool Nhwc(ffi::Span<const int64_t> d) { return d.size() == 4; }
 
-// Forward: y = conv(x, w), each slice its own rows of x and y.
-ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
-                   int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
+// Forward or input gradient (Run's x and y: for the input gradient x is written, y read), each slice its own rows
+// of x and y.
+ffi::Error RowSliced(Kind kind, ffi::ThreadPool& pool, ffi::Span<const int64_t> xd, float* xp,
+                     ffi::Span<const int64_t> wd, float* wp, ffi::Span<const int64_t> yd, float* yp, int64_t sh,
+                     int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
   if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(yd) || xd[0] != yd[0]) {
     return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
   }
   std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ya{yd[0], yd[1], yd[2], yd[3]};
-  float *xp = x.typed_data(), *wp = w.typed_data(), *yp = y->typed_data();
   std::vector<int64_t> wv(wd.begin(), wd.end());
   return Sliced(pool, xa[0], parts, [=](int64_t, int64_t lo, int64_t rows) {
     const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, ys[4] = {rows, ya[1], ya[2], ya[3]};
-    return Run(kForward, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
+    return Run(kind, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
                ffi::Span<const int64_t>(ys, 4), xp + lo * xa[1] * xa[2] * xa[3], wp, yp + lo * ya[1] * ya[2] * ya[3],
                sh, sw, pt, pb, pl, pr, threads);
   });
 }
 
-// Input gradient: dx = conv's transpose applied to gy, each slice its own rows of gy and dx.
+ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                   int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  return RowSliced(kForward, pool, x.dimensions(), x.typed_data(), w.dimensions(), w.typed_data(), y->dimensions(),
+                   y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
+}
+
 ffi::Error InputGrad(ffi::ThreadPool pool, F32 gy, F32 w, F32Out dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                      int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  auto gd = gy.dimensions(), wd = w.dimensions(), xd = dx->dimensions();
-  if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(gd) || xd[0] != gd[0]) {
-    return ffi::Error::InvalidArgument("jaxyolo oneDNN input gradient: operands must be NHWC/HWIO (rank 4)");
-  }
-  std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ga{gd[0], gd[1], gd[2], gd[3]};
-  float *gp = gy.typed_data(), *wp = w.typed_data(), *xp = dx->typed_data();
-  std::vector<int64_t> wv(wd.begin(), wd.end());
-  return Sliced(pool, xa[0], parts, [=](int64_t, int64_t lo, int64_t rows) {
-    const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, gs[4] = {rows, ga[1], ga[2], ga[3]};
-    return Run(kInputGrad, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
-               ffi::Span<const int64_t>(gs, 4), xp + lo * xa[1] * xa[2] * xa[3], wp, gp + lo * ga[1] * ga[2] * ga[3],
-               sh, sw, pt, pb, pl, pr, threads);
-  });
+  return RowSliced(kInputGrad, pool, dx->dimensions(), dx->typed_data(), w.dimensions(), w.typed_data(),
+                   gy.dimensions(), gy.typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
 }
 
 // Kernel gradient: the sum of the slices' kernel gradients (the first written to dw, the others to buffers of their
