@@ -121,11 +121,15 @@ def test_update_mode_choice_and_bad_mode():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
-def test_cpu_train_step_keeps_ynnpack_for_reductions_only():
+def test_cpu_train_step_keeps_ynnpack_for_reductions_only(monkeypatch):
     """The trainer's step on CPU (``train_compiler_options``) runs its convolutions as XLA's own (multi-threaded)
     convolutions and keeps YNNPACK fusions for the reductions; XLA's defaults put the convolutions in YNNPACK fusions
-    (one core each in jaxlib 0.10). Both compute the same step."""
+    (one core each in jaxlib 0.10). Both compute the same step. Traced without jaxyolo's oneDNN kernels (which take
+    the k x k convolutions out of XLA where installed), as on a machine without them."""
+    from jaxyolo.nn import onednn
     from jaxyolo.nn.cpu_conv import train_compiler_options
+
+    monkeypatch.setattr(onednn, "available", lambda: False)
 
     opts = train_compiler_options()
     assert opts == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
