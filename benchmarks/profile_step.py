@@ -60,7 +60,8 @@ def categorise(name: str, body: str) -> tuple[str, str]:
     if m := re.search(r'custom_call_target="([^"]+)"', body):
         target = m.group(1)
         if target.startswith("JaxyoloConv"):  # jaxyolo's oneDNN kernels on XLA:CPU (jaxyolo/nn/onednn.py)
-            kind = "kernel gradient" if "BwdWeights" in target else "input gradient" if "BwdData" in target else "forward"
+            kind = ("kernel gradient" if "BwdWeights" in target else "input gradient" if "BwdData" in target
+                    else "forward")
             return f"conv {kind} (oneDNN)", target
         if "conv" in target.lower():
             kind = ("kernel gradient" if "Filter" in target else "input gradient" if "BackwardInput" in target

@@ -25,7 +25,8 @@ from jaxyolo.utils.jax_cache import switched_off
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights")  # the FFI targets, by the names traced programs call them
+# the FFI targets, by the names traced programs call them
+TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights")
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
