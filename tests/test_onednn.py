@@ -3,6 +3,7 @@ same values as XLA's convolution, used where cpu_conv.py says (kernel gradients 
 inference executables), never in exported graphs, and a silent fallback to XLA's where unavailable."""
 
 import platform
+import re
 
 import jax
 import jax.numpy as jnp
@@ -89,13 +90,21 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     train_hlo = fn.lower(params).as_text()
     assert _custom_calls(train_hlo) == set(onednn.TARGETS)
     infer = inference_jit(lambda v, a: v8n.module.apply(v, a))
-    assert _custom_calls(infer.lower(v8n.variables, x).as_text()) == {"JaxyoloConvFwd"}
+    infer_hlo = infer.lower(v8n.variables, x).as_text()
+    assert _custom_calls(infer_hlo) == {"JaxyoloConvFwd"}
+    # the RGB stem: oneDNN's in the train step (forward and kernel gradient; the image's gradient is never formed),
+    # inference keeps the direct sum that fuses with its BatchNorm/SiLU
+    stem = {re.search(r"@(\w+)", line).group(1) for line in train_hlo.splitlines()
+            if "custom_call" in line and "tensor<3x48x48x3xf32>" in line}
+    assert stem == {"JaxyoloConvFwd", "JaxyoloConvBwdWeights"}
+    assert not any("custom_call" in line and "tensor<3x48x48x3xf32>" in line for line in infer_hlo.splitlines())
     (loss, grads), out = fn(params), infer(v8n.variables, x)
 
     monkeypatch.setattr(onednn, "available", lambda: False)
     fn2, _ = _loss_grads(v8n, x)
     infer2 = inference_jit(lambda v, a: v8n.module.apply(v, a))
-    assert not _custom_calls(fn2.lower(params).as_text()) and not _custom_calls(infer2.lower(v8n.variables, x).as_text())
+    assert not _custom_calls(fn2.lower(params).as_text())
+    assert not _custom_calls(infer2.lower(v8n.variables, x).as_text())
     loss2, grads2 = fn2(params)
     np.testing.assert_allclose(loss, loss2, rtol=1e-5)
     np.testing.assert_allclose(out, infer2(v8n.variables, x), atol=1e-5)

@@ -312,7 +312,8 @@ def _direct_sum_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rh
     ``kh * kw * cin`` shifted, scaled copies of the input, for ``nn.Conv``: one elementwise loop over the output that
     XLA:CPU vectorises over the output channels (and fuses with the BatchNorm/SiLU after it). Its gradients are the
     convolution's (``_direct_conv_bwd``). Other dtypes keep the plain convolution: a bfloat16 running sum would round
-    at every one of its terms."""
+    at every one of its terms. Differentiated (train steps) where oneDNN is available (``_onednn``), the forward
+    pass is oneDNN's convolution instead, in batch slices like the others (``_direct_conv_fwd``)."""
     spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, precision)
     if spec is None:
@@ -343,6 +344,14 @@ def _direct_conv(x, w, spec):
 
 
 def _direct_conv_fwd(x, w, spec):
+    """The train step's forward pass: oneDNN's convolution where available, in batch slices (``_sliced_conv_fwd``).
+    With a train step's BatchNorm the sum fuses with nothing, and XLA:CPU vectorises its 16-channel output poorly
+    (yolov8n-cls's stem at 224 px, batch 32, one core: 9.6 ms summed, 4.9 ms on oneDNN): train step yolov8n-cls@224
+    ~1.4% faster (median of 10 processes per side), yolov8s-cls's 32-channel stem and 32-64 px equal
+    (benchmarks/RESULTS.md, session 29). Undifferentiated (inference) the sum stays, fused with the BatchNorm/SiLU
+    after it (on oneDNN's convolution: no faster)."""
+    if _onednn(x, w, spec):
+        return _sliced_conv_fwd(x, w, spec)
     return _direct_conv(x, w, spec), (x, w)
 
 
@@ -378,7 +387,8 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x.
     * k x k convolutions of inputs with <= 4 channels (the RGB stem) as a sum of shifted, scaled inputs
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
-      stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms).
+      stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); in train steps
+      with oneDNN, oneDNN's convolution instead.
     * The other (k x k) convolutions, in single-device processes where jaxyolo's oneDNN extension is installed
       (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch
       slices that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224
