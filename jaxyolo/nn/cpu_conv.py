@@ -237,11 +237,17 @@ def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
     yolov8n-cls inference at 224 px, batch 32, 13-23% more images/s than on XLA's multi-threaded convolution
     (benchmarks/RESULTS.md, session 23). In a train step, see ``_sliced_conv_fwd``."""
-    if _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec):
+    if _inference_onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
         return onednn.conv(x, w, spec[0], spec[1], FORWARD_THREADS)
     return _plain_conv(x, w, spec)
+
+
+def _inference_onednn(x, w, spec) -> bool:
+    """Whether this convolution, traced for inference (``inference_jit``), runs on oneDNN: where available
+    (``_onednn``), when at least ``FORWARD_MIN_MACS``."""
+    return _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec)
 
 
 def _sliced_conv_fwd(x, w, spec):
@@ -312,13 +318,16 @@ def _direct_sum_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rh
     ``kh * kw * cin`` shifted, scaled copies of the input, for ``nn.Conv``: one elementwise loop over the output that
     XLA:CPU vectorises over the output channels (and fuses with the BatchNorm/SiLU after it). Its gradients are the
     convolution's (``_direct_conv_bwd``). Other dtypes keep the plain convolution: a bfloat16 running sum would round
-    at every one of its terms. Differentiated (train steps) where oneDNN is available (``_onednn``), the forward
-    pass is oneDNN's convolution instead, in batch slices like the others (``_direct_conv_fwd``)."""
+    at every one of its terms. Where oneDNN is available the convolution runs there instead, as the other k x k
+    ones do: differentiated (train steps) in batch slices (``_direct_conv_fwd``), in inference executables when at
+    least ``FORWARD_MIN_MACS`` (``_inference_onednn``)."""
     spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, precision)
     if spec is None:
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, precision=precision)
+    if _inference_onednn(lhs, rhs, spec):
+        return _sliced_conv(lhs, rhs, spec)  # oneDNN's (see ``_direct_conv_fwd``)
     return _direct_conv(lhs, rhs, spec)
 
 
@@ -347,9 +356,10 @@ def _direct_conv_fwd(x, w, spec):
     """The train step's forward pass: oneDNN's convolution where available, in batch slices (``_sliced_conv_fwd``).
     With a train step's BatchNorm the sum fuses with nothing, and XLA:CPU vectorises its 16-channel output poorly
     (yolov8n-cls's stem at 224 px, batch 32, one core: 9.6 ms summed, 4.9 ms on oneDNN): train step yolov8n-cls@224
-    ~1.4% faster (median of 10 processes per side), yolov8s-cls's 32-channel stem and 32-64 px equal
-    (benchmarks/RESULTS.md, session 29). Undifferentiated (inference) the sum stays, fused with the BatchNorm/SiLU
-    after it (on oneDNN's convolution: no faster)."""
+    ~1.4% faster (median of 10 processes per side), yolov8s-cls's 32-channel stem and 32-64 px equal. In inference
+    the sum is fused with the BatchNorm/SiLU after it, but oneDNN pads the image itself: yolov8n-cls@224 batch 32,
+    one core, 12.1 ms (sum, BatchNorm, SiLU) + 4.6 ms (XLA's pad of the 3-channel image) -> 4.9 + 6.2 ms
+    (benchmarks/RESULTS.md, session 29)."""
     if _onednn(x, w, spec):
         return _sliced_conv_fwd(x, w, spec)
     return _direct_conv(x, w, spec), (x, w)
@@ -387,8 +397,8 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x.
     * k x k convolutions of inputs with <= 4 channels (the RGB stem) as a sum of shifted, scaled inputs
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
-      stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); in train steps
-      with oneDNN, oneDNN's convolution instead.
+      stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); where oneDNN
+      takes the other k x k convolutions (below), oneDNN's convolution instead.
     * The other (k x k) convolutions, in single-device processes where jaxyolo's oneDNN extension is installed
       (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch
       slices that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224
