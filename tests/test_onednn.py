@@ -77,9 +77,9 @@ def _loss_grads(m, x):
 
 
 def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch):
-    """yolov8n-cls at 48 px: the train step's k x k convolutions (forward, strided input gradients, kernel
-    gradients) and the inference forward pass (of convolutions of at least FORWARD_MIN_MACS) run on oneDNN (custom
-    calls in the HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
+    """yolov8n-cls at 48 px: the train step's k x k convolutions (forward, input gradients, kernel gradients) and
+    the inference forward pass (of convolutions of at least FORWARD_MIN_MACS) run on oneDNN (custom calls in the
+    HLO), with XLA's values (within float32 reassociation); with oneDNN unavailable, none appear."""
     if not onednn.available():
         pytest.skip("oneDNN extension not available")
     x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
@@ -99,6 +99,12 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
                 if "custom_call" in line and "tensor<3x48x48x3xf32>" in line}
 
     assert stem(train_hlo) == {"JaxyoloConvFwd", "JaxyoloConvBwdWeights"} and stem(infer_hlo) == {"JaxyoloConvFwd"}
+    # maps of <= 4x4 pixels (im2col matmuls elsewhere): inference runs the stride-1 ones on oneDNN, the strided one
+    # (3x3 -> 2x2) and the train step's keep the matmul
+    small = [line for line in infer_hlo.splitlines() if "JaxyoloConvFwd" in line and re.search(
+        r"tensor<3x[1-4]x[1-4]x\d+xf32>, tensor<3x3x", line)]
+    assert len(small) == 6 and all("sh = 1 " in line for line in small)
+    assert not re.search(r"@JaxyoloConvFwd[^\n]*tensor<3x[1-4]x[1-4]x\d+xf32>, tensor<3x3x", train_hlo)
     (loss, grads), out = fn(params), infer(v8n.variables, x)
 
     monkeypatch.setattr(onednn, "available", lambda: False)

@@ -102,7 +102,19 @@ _pointwise_dot.defvjp(_pointwise_dot_fwd, _pointwise_dot_bwd)
 def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                     dimension_numbers=None, feature_group_count=1, precision=None):
     """An ungrouped NHWC/HWIO convolution as one matmul over its kernel taps (im2col), for ``nn.Conv``. Taps that
-    only ever read padding are dropped, so a 3x3 convolution of a 1x1 map is the 1x1 convolution of its centre tap."""
+    only ever read padding are dropped, so a 3x3 convolution of a 1x1 map is the 1x1 convolution of its centre tap.
+    In inference executables a stride-1 float32 one of at least ``FORWARD_MIN_MACS`` runs on oneDNN instead
+    (``_inference_onednn``): its kernels skip the taps that read padding for each output pixel, where im2col
+    multiplies zeros (5/9 of the work on a 2x2 map), and its OpenMP threads split these small matmuls better than
+    XLA's (2 cores, batch 32: 4x4 128->128 2.1 -> 0.5 ms, 2x2 256->256 1.1 -> 0.7 ms): yolov8s-cls@64 inference
+    batch 32 ~7% faster (benchmarks/RESULTS.md, session 29). Strided ones stay (4x4 256->512 s2: oneDNN 1.6x slower);
+    so do train steps (on sliced oneDNN: yolov8s-cls@64 +7%)."""
+    spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                     feature_group_count, precision)
+    if spec is not None and max(window_strides) == 1 and _inference_onednn(lhs, rhs, spec):
+        from jaxyolo.nn import onednn
+
+        return onednn.conv(lhs, rhs, spec[0], spec[1], FORWARD_THREADS)
     kh, kw, _, _ = rhs.shape
     (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
     h, w = lhs.shape[1:3]
@@ -394,7 +406,8 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
     * Convolutions of maps of <= 4x4 pixels (the last stages at imgsz 32-64) as im2col matmuls: XLA:CPU swaps the
       operands of a convolution whose kernel is larger than its input and runs that on a slow generic path (two 3x3
       convolutions of 2x2 maps took half of yolov8s-cls's inference time at 64 px). yolov8s-cls at 64: train step 2x
-      and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x.
+      and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x. Large stride-1 ones in
+      inference executables: oneDNN's (``_patches_matmul``).
     * k x k convolutions of inputs with <= 4 channels (the RGB stem) as a sum of shifted, scaled inputs
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); where oneDNN
