@@ -113,9 +113,6 @@ memory::dims Oihw(ffi::Span<const int64_t> hwio) { return {hwio[3], hwio[2], hwi
 ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64_t> w_dims,
                ffi::Span<const int64_t> y_dims, float* x, float* w, float* y, int64_t sh, int64_t sw, int64_t pt,
                int64_t pb, int64_t pl, int64_t pr, int64_t threads) {
-  if (x_dims.size() != 4 || w_dims.size() != 4 || y_dims.size() != 4) {
-    return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
-  }
   Geometry g{Nchw(x_dims), Oihw(w_dims), Nchw(y_dims), {sh, sw}, {pt, pl}, {pb, pr}};
   try {
     // OpenMP's team size is a per-thread setting, and XLA's threads run calls with different counts: set it always.
@@ -186,33 +183,37 @@ ffi::Error Sliced(ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice) 
 
 bool Nhwc(ffi::Span<const int64_t> d) { return d.size() == 4; }
 
-// Forward or input gradient (Run's x and y: for the input gradient x is written, y read), each slice its own rows
-// of x and y.
+// Run on `parts` batch slices, each slice its own rows of x and y (Run's x and y: for the input gradient x is
+// written, y read) and the weights at w_of(slice): the same w for the forward pass and the input gradient, a buffer
+// per slice for the kernel gradient.
+template <typename WeightsOf>
 ffi::Error RowSliced(Kind kind, ffi::ThreadPool& pool, ffi::Span<const int64_t> xd, float* xp,
-                     ffi::Span<const int64_t> wd, float* wp, ffi::Span<const int64_t> yd, float* yp, int64_t sh,
+                     ffi::Span<const int64_t> wd, WeightsOf w_of, ffi::Span<const int64_t> yd, float* yp, int64_t sh,
                      int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
   if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(yd) || xd[0] != yd[0]) {
     return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
   }
   std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ya{yd[0], yd[1], yd[2], yd[3]};
   std::vector<int64_t> wv(wd.begin(), wd.end());
-  return Sliced(pool, xa[0], parts, [=](int64_t, int64_t lo, int64_t rows) {
+  return Sliced(pool, xa[0], parts, [=](int64_t i, int64_t lo, int64_t rows) {
     const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, ys[4] = {rows, ya[1], ya[2], ya[3]};
     return Run(kind, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
-               ffi::Span<const int64_t>(ys, 4), xp + lo * xa[1] * xa[2] * xa[3], wp, yp + lo * ya[1] * ya[2] * ya[3],
-               sh, sw, pt, pb, pl, pr, threads);
+               ffi::Span<const int64_t>(ys, 4), xp + lo * xa[1] * xa[2] * xa[3], w_of(i),
+               yp + lo * ya[1] * ya[2] * ya[3], sh, sw, pt, pb, pl, pr, threads);
   });
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                    int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  return RowSliced(kForward, pool, x.dimensions(), x.typed_data(), w.dimensions(), w.typed_data(), y->dimensions(),
-                   y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
+  float* wp = w.typed_data();
+  return RowSliced(kForward, pool, x.dimensions(), x.typed_data(), w.dimensions(), [wp](int64_t) { return wp; },
+                   y->dimensions(), y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
 }
 
 ffi::Error InputGrad(ffi::ThreadPool pool, F32 gy, F32 w, F32Out dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                      int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  return RowSliced(kInputGrad, pool, dx->dimensions(), dx->typed_data(), w.dimensions(), w.typed_data(),
+  float* wp = w.typed_data();
+  return RowSliced(kInputGrad, pool, dx->dimensions(), dx->typed_data(), w.dimensions(), [wp](int64_t) { return wp; },
                    gy.dimensions(), gy.typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
 }
 
@@ -220,30 +221,23 @@ ffi::Error InputGrad(ffi::ThreadPool pool, F32 gy, F32 w, F32Out dx, int64_t sh,
 // own, added at the end).
 ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh, int64_t sw, int64_t pt,
                       int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
-  auto xd = x.dimensions(), gd = gy.dimensions(), wd = dw->dimensions();
-  if (!Nhwc(xd) || !Nhwc(gd) || !Nhwc(wd) || xd[0] != gd[0]) {
-    return ffi::Error::InvalidArgument("jaxyolo oneDNN kernel gradient: operands must be NHWC/HWIO (rank 4)");
-  }
-  std::array<int64_t, 4> xa{xd[0], xd[1], xd[2], xd[3]}, ga{gd[0], gd[1], gd[2], gd[3]};
+  auto wd = dw->dimensions();
+  if (!Nhwc(wd)) return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
   const int64_t w_size = wd[0] * wd[1] * wd[2] * wd[3];
-  parts = std::max<int64_t>(1, std::min(parts, xa[0]));
+  if (x.dimensions().size() == 4) parts = std::min(parts, x.dimensions()[0]);  // as Sliced (RowSliced checks x)
+  parts = std::max<int64_t>(1, parts);
   auto partial = std::make_shared<std::vector<std::vector<float>>>(parts - 1);
-  float *xp = x.typed_data(), *gp = gy.typed_data(), *out = dw->typed_data();
-  std::vector<int64_t> wv(wd.begin(), wd.end());
-  ffi::Error e = Sliced(pool, xa[0], parts, [=](int64_t i, int64_t lo, int64_t rows) {
-    const int64_t xs[4] = {rows, xa[1], xa[2], xa[3]}, gs[4] = {rows, ga[1], ga[2], ga[3]};
-    float* target = out;
-    if (i > 0) {
-      (*partial)[i - 1].resize(w_size);
-      target = (*partial)[i - 1].data();
-    }
-    return Run(kKernelGrad, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
-               ffi::Span<const int64_t>(gs, 4), xp + lo * xa[1] * xa[2] * xa[3], target,
-               gp + lo * ga[1] * ga[2] * ga[3], sh, sw, pt, pb, pl, pr, threads);
-  });
+  float* out = dw->typed_data();
+  auto w_of = [partial, out, w_size](int64_t i) {
+    if (i == 0) return out;
+    (*partial)[i - 1].resize(w_size);
+    return (*partial)[i - 1].data();
+  };
+  ffi::Error e = RowSliced(kKernelGrad, pool, x.dimensions(), x.typed_data(), wd, w_of, gy.dimensions(),
+                           gy.typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
   if (e.failure()) return e;
   for (const auto& p : *partial) {
-    if (p.empty()) continue;  // a single call (one pool thread): every row went to dw
+    if (p.empty()) continue;  // a slice that did not run alone (one call on one pool thread)
     for (int64_t k = 0; k < w_size; ++k) out[k] += p[k];
   }
   return ffi::Error::Success();
