@@ -112,9 +112,7 @@ def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs
     spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, precision)
     if spec is not None and max(window_strides) == 1 and _inference_onednn(lhs, rhs, spec):
-        from jaxyolo.nn import onednn
-
-        return onednn.conv(lhs, rhs, spec[0], spec[1], FORWARD_THREADS)
+        return _sliced_conv(lhs, rhs, spec)  # oneDNN's, as the other inference convolutions
     kh, kw, _, _ = rhs.shape
     (sh, sw), ((pt, pb), (pl, pr)) = window_strides, padding
     h, w = lhs.shape[1:3]
@@ -332,14 +330,16 @@ def _direct_sum_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rh
     convolution's (``_direct_conv_bwd``). Other dtypes keep the plain convolution: a bfloat16 running sum would round
     at every one of its terms. Where oneDNN is available the convolution runs there instead, as the other k x k
     ones do: differentiated (train steps) in batch slices (``_direct_conv_fwd``), in inference executables when at
-    least ``FORWARD_MIN_MACS`` (``_inference_onednn``)."""
+    least ``FORWARD_MIN_MACS`` (``_inference_onednn``). There the sum would fuse with the BatchNorm/SiLU after it,
+    but oneDNN pads the image itself: yolov8n-cls@224 batch 32, one core, 12.1 ms (sum, BatchNorm, SiLU) + 4.6 ms
+    (XLA's pad of the 3-channel image) -> 4.9 + 6.2 ms (benchmarks/RESULTS.md, session 29)."""
     spec = _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, precision)
     if spec is None:
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, precision=precision)
     if _inference_onednn(lhs, rhs, spec):
-        return _sliced_conv(lhs, rhs, spec)  # oneDNN's (see ``_direct_conv_fwd``)
+        return _sliced_conv(lhs, rhs, spec)  # oneDNN's, as the other inference convolutions
     return _direct_conv(lhs, rhs, spec)
 
 
@@ -368,9 +368,7 @@ def _direct_conv_fwd(x, w, spec):
     """The train step's forward pass: oneDNN's convolution where available, in batch slices (``_sliced_conv_fwd``).
     With a train step's BatchNorm the sum fuses with nothing, and XLA:CPU vectorises its 16-channel output poorly
     (yolov8n-cls's stem at 224 px, batch 32, one core: 9.6 ms summed, 4.9 ms on oneDNN): train step yolov8n-cls@224
-    ~1.4% faster (median of 10 processes per side), yolov8s-cls's 32-channel stem and 32-64 px equal. In inference
-    the sum is fused with the BatchNorm/SiLU after it, but oneDNN pads the image itself: yolov8n-cls@224 batch 32,
-    one core, 12.1 ms (sum, BatchNorm, SiLU) + 4.6 ms (XLA's pad of the 3-channel image) -> 4.9 + 6.2 ms
+    ~1.4% faster (median of 10 processes per side), yolov8s-cls's 32-channel stem and 32-64 px equal
     (benchmarks/RESULTS.md, session 29)."""
     if _onednn(x, w, spec):
         return _sliced_conv_fwd(x, w, spec)
