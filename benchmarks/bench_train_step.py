@@ -69,7 +69,7 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     from jaxyolo.engine.model import init_variables
     from jaxyolo.engine.steps import create_state, make_train_step, update_mode
     from jaxyolo.nn.build import build_model
-    from jaxyolo.nn.cpu_conv import train_compiler_options
+    from jaxyolo.nn.cpu_options import train_compiler_options
 
     if compiler_options is None:
         compiler_options = train_compiler_options()

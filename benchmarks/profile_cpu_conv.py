@@ -46,7 +46,8 @@ def main():
     import jax
 
     import jaxyolo.engine  # noqa: F401  (jaxyolo's XLA:CPU settings, as in training)
-    from jaxyolo.nn.cpu_conv import conv_impl, inference_compiler_options, train_compiler_options
+    from jaxyolo.nn.cpu_conv import conv_impl
+    from jaxyolo.nn.cpu_options import inference_compiler_options, train_compiler_options
 
     inf, tr = inference_compiler_options(), train_compiler_options()
     cols = ("jax fwd", "torch", "jax dx", "torch", "jax dw", "torch")

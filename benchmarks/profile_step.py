@@ -168,7 +168,7 @@ def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compil
                                    mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)})
         return cross_entropy(logits, y).mean(), new["batch_stats"]
 
-    from jaxyolo.nn.cpu_conv import train_compiler_options
+    from jaxyolo.nn.cpu_options import train_compiler_options
 
     opts = train_compiler_options() if compiler_options is None else (compiler_options or None)  # as jax_step's
     fns = {"forward": jax.jit(loss_fn, compiler_options=opts),
@@ -222,7 +222,7 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--compiler-options", default=None,
                     help="JSON dict passed to jax.jit(compiler_options=...); default: the trainer's "
-                         "(nn.cpu_conv.train_compiler_options); '{}': XLA's defaults")
+                         "(nn.cpu_options.train_compiler_options); '{}': XLA's defaults")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the forward pass and forward+backward alone (separate jits, same inputs)")
     ap.add_argument("--one-core", action="store_true",

@@ -370,7 +370,7 @@ def test_cpu_inference_compiles_convolutions_without_ynnpack(v8n10):
     """Inference executables on CPU (``inference_compiler_options``: predict, val, benchmarks) compile the 3x3
     convolutions as XLA's own convolutions, not YNNPACK fusions (one core each in jaxlib 0.10), with the same
     outputs; XLA's defaults keep YNNPACK."""
-    from jaxyolo.nn.cpu_conv import inference_compiler_options
+    from jaxyolo.nn.cpu_options import inference_compiler_options
 
     m = v8n10
     opts = inference_compiler_options()

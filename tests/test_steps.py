@@ -127,7 +127,7 @@ def test_cpu_train_step_keeps_ynnpack_for_reductions_only(monkeypatch):
     (one core each in jaxlib 0.10). Both compute the same step. Traced without jaxyolo's oneDNN kernels (which take
     the k x k convolutions out of XLA where installed), as on a machine without them."""
     from jaxyolo.nn import onednn
-    from jaxyolo.nn.cpu_conv import train_compiler_options
+    from jaxyolo.nn.cpu_options import train_compiler_options
 
     monkeypatch.setattr(onednn, "available", lambda: False)
 
@@ -168,7 +168,7 @@ def test_cpu_train_steps_split_their_large_fusions_over_the_cores():
     import re
 
     from jaxyolo.engine.steps import update_mode
-    from jaxyolo.nn.cpu_conv import train_compiler_options
+    from jaxyolo.nn.cpu_options import train_compiler_options
 
     module, _ = build_model("yolov8n-cls.yaml", nc=NC)
     variables = init_variables(module, 0)

@@ -27,7 +27,7 @@ from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_optimizer_step, make_train_step, step_update, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
-from jaxyolo.nn.cpu_conv import train_compiler_options
+from jaxyolo.nn.cpu_options import train_compiler_options
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
 from jaxyolo.utils.files import copy_atomic, run_dir

@@ -1,4 +1,5 @@
-"""How ``nn.Conv`` convolves on XLA:CPU (``conv_impl``), and the compiler options of CPU inference executables.
+"""How ``nn.Conv`` convolves on XLA:CPU (``conv_impl``), and the jit of CPU inference executables (``inference_jit``;
+their compiler options: ``nn/cpu_options.py``).
 
 Same parameters and maths as ``lax.conv_general_dilated``, other XLA ops, chosen per convolution at trace time on
 XLA:CPU only: GPUs and TPUs keep their native convolutions, and exporters trace inside ``export_graph()`` so every
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxyolo.nn import winograd
+from jaxyolo.nn.cpu_options import inference_compiler_options
 from jaxyolo.utils.host import host_cores
 
 _EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
@@ -246,7 +249,12 @@ def _macs(x, w, spec) -> int:
 def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
     yolov8n-cls inference at 224 px, batch 32, 13-23% more images/s than on XLA's multi-threaded convolution
-    (benchmarks/RESULTS.md, session 23). In a train step, see ``_sliced_conv_fwd``."""
+    (benchmarks/RESULTS.md, session 23). 3x3 stride-1 ones that ``winograd.applies`` to by Winograd's F(2x2, 3x3)
+    (``_inference_winograd``): 2.25x fewer multiply-adds, alone 1.1-1.4x faster than oneDNN's direct convolution on
+    2 cores at batch 32; inference batch 32 yolov8n/s-cls@224 ~12% and @64 12-16% faster (benchmarks/RESULTS.md,
+    session 30). In a train step, see ``_sliced_conv_fwd``."""
+    if _inference_winograd(x, w, spec):
+        return winograd.conv(x, w)
     if _inference_onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
@@ -256,8 +264,16 @@ def _sliced_conv(x, w, spec):
 
 def _inference_onednn(x, w, spec) -> bool:
     """Whether this convolution, traced for inference (``inference_jit``), runs on oneDNN: where available
-    (``_onednn``), when at least ``FORWARD_MIN_MACS``."""
-    return _INFERENCE.get() and _macs(x, w, spec) >= FORWARD_MIN_MACS and _onednn(x, w, spec)
+    (``_onednn``), by Winograd's algorithm (``_inference_winograd``) or when at least ``FORWARD_MIN_MACS``."""
+    if not _INFERENCE.get() or not _onednn(x, w, spec):
+        return False
+    return _macs(x, w, spec) >= FORWARD_MIN_MACS or _inference_winograd(x, w, spec)
+
+
+def _inference_winograd(x, w, spec) -> bool:
+    """Whether this convolution, traced for inference (``inference_jit``), runs by Winograd's F(2x2, 3x3) where
+    oneDNN is (``_onednn``): a 3x3, stride-1, 1-padded one that ``winograd.applies`` to."""
+    return _INFERENCE.get() and winograd.applies(x.shape, w.shape, spec[0], spec[1]) and _onednn(x, w, spec)
 
 
 def _sliced_conv_fwd(x, w, spec):
@@ -266,7 +282,12 @@ def _sliced_conv_fwd(x, w, spec):
     takes the second core only while that one is free. Alone on 2 cores it is 1.1-2x faster than XLA's (the 16-channel
     layers of yolov8n-cls at 56 px: 4.5 -> 2.3 ms); with the input gradients below, train step yolov8n-cls@224 ~8-16%
     and yolov8s-cls@224 ~9% faster, @64 2-7% (benchmarks/RESULTS.md, session 28). Session 23's oneDNN forward pass
-    with OpenMP threads gained nothing in the step: its threads spun beside XLA's."""
+    with OpenMP threads gained nothing in the step: its threads spun beside XLA's. The 3x3 stride-1 ones that
+    ``winograd.applies`` to by Winograd's F(2x2, 3x3), in blocks of output tiles taken the same way, as are their
+    input gradients (``_onednn_input_grad``): train step yolov8n-cls@224 ~8%, yolov8s-cls@224 and @64 ~6% faster,
+    yolov8n-cls@64 ~1% (benchmarks/RESULTS.md, session 30)."""
+    if _onednn(x, w, spec) and winograd.applies(x.shape, w.shape, spec[0], spec[1]):
+        return winograd.conv(x, w, helpers=1), (x, w)
     if _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
@@ -277,7 +298,8 @@ def _sliced_conv_fwd(x, w, spec):
 def _onednn_input_grad(x, w, spec, g):
     """The input gradient of ``_plain_conv(x, w, spec)`` for ``g`` on oneDNN, in ``TRAIN_PARTS`` batch slices like
     the forward pass: strided, oneDNN's backward-data convolution; stride 1, its forward convolution of ``g`` with
-    the kernel flipped and transposed (alone 1.3x faster than its backward-data kernel at 28-56 px)."""
+    the kernel flipped and transposed (alone 1.3x faster than its backward-data kernel at 28-56 px), by Winograd's
+    F(2x2, 3x3) where ``winograd.applies`` (``_sliced_conv_fwd``)."""
     from jaxyolo.nn import onednn
 
     (sh, sw), ((pt, pb), (pl, pr)) = spec[0], spec[1]
@@ -285,6 +307,8 @@ def _onednn_input_grad(x, w, spec, g):
     if sh == sw == 1:
         flipped = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kh, kw, cout, cin]
         pad = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
+        if winograd.applies(g.shape, flipped.shape, (1, 1), pad):
+            return winograd.conv(g, flipped, helpers=1)
         return onednn.conv(g, flipped, (1, 1), pad, 1, TRAIN_PARTS)
     return onednn.input_grad(g, w, x.shape, spec[0], spec[1], 1, TRAIN_PARTS)
 
@@ -411,18 +435,19 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); where oneDNN
       takes the other k x k convolutions (below), oneDNN's convolution instead.
     * The other (k x k) convolutions, in single-device processes where jaxyolo's oneDNN extension is installed
-      (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch
-      slices that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224
-      train step ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28);
-      in inference executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS``
-      (yolov8n-cls@224, batch 32: 13-23% more images/s). Without oneDNN, their kernel gradient computed over batch
-      slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a sharded
-      batch would be resharded; with several devices the kernel gradient is the convolution's own):
-      yolov8n-cls at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's
-      options (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there. Their
-      input gradient, when strided, is one stride-1 convolution per output phase (``_phase_input_grad``) instead of
-      a convolution of the zero-dilated gradient: train step yolov8n-cls@224 ~4%, yolov8s-cls@224 ~14% faster
-      (yolov8n-cls@224 data-parallel over 2 CPU devices ~3%).
+      (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch slices
+      that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224 train step
+      ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28); in inference
+      executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224,
+      batch 32: 13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
+      (``nn/winograd.py``: train steps 1-8%, inference 12-16% faster). Without oneDNN, their kernel gradient computed
+      over batch slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a
+      sharded batch would be resharded; with several devices the kernel gradient is the convolution's own): yolov8n-cls
+      at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's options
+      (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there. Their input gradient,
+      when strided, is one stride-1 convolution per output phase (``_phase_input_grad``) instead of a convolution of the
+      zero-dilated gradient: train step yolov8n-cls@224 ~4%, yolov8s-cls@224 ~14% faster (yolov8n-cls@224 data-parallel
+      over 2 CPU devices ~3%).
 
     Measured in benchmarks/RESULTS.md.
     """
@@ -435,51 +460,3 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
     if hw[0] * hw[1] <= SMALL_MAP:
         return _patches_matmul
     return _sliced_kernel_grad_conv
-
-
-_YNN_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
-_YNN_REDUCTIONS_ONLY = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
-_PROBED: dict = {}
-
-
-def _cpu_options(options: dict) -> dict | None:
-    """``options`` on XLA:CPU when this jaxlib compiles with them (probed once with a tiny compile, so a jaxlib
-    without the option gets XLA's defaults instead of an error); None on other backends."""
-    backend = jax.default_backend()
-    key = (backend, tuple(sorted(options.items())))
-    if key not in _PROBED:
-        opts = None
-        if backend == "cpu":
-            try:
-                jax.jit(lambda a: a + 1, compiler_options=options).lower(jnp.zeros(())).compile()
-                opts = dict(options)
-            except Exception:  # noqa: BLE001  (an option this jaxlib does not know: keep the defaults)
-                pass
-        _PROBED[key] = opts
-    return _PROBED[key]
-
-
-_WIDE_VECTORS = {"xla_cpu_prefer_vector_width": 512}
-
-
-def inference_compiler_options() -> dict | None:
-    """``compiler_options`` for ``jax.jit`` of inference (eval steps, predict, benchmarks); None: XLA's defaults.
-
-    On XLA:CPU (jaxlib 0.10) convolutions run as YNNPACK fusions, on one core: the forward pass is 1.15-1.55x faster
-    on XLA's own multi-threaded (Eigen) convolutions. Its elementwise loops (BatchNorm, SiLU, concatenations) are
-    generated for 512-bit vectors where the CPU has them (LLVM keeps narrower ones elsewhere): yolov8n-cls inference
-    ~5% faster at 224 and 64 px, yolov8s-cls 1-2% (AMD Zen 4; benchmarks/RESULTS.md). The train step gains nothing
-    from the latter and keeps the default width."""
-    opts = _cpu_options(_YNN_OFF)
-    wide = _cpu_options(_WIDE_VECTORS)  # probed apart: a jaxlib without it keeps the YNNPACK setting
-    return {**opts, **wide} if opts is not None and wide is not None else opts
-
-
-def train_compiler_options() -> dict | None:
-    """``compiler_options`` for ``jax.jit`` of the train step; None: XLA's defaults.
-
-    On XLA:CPU (jaxlib 0.10): YNNPACK for reductions only (the BatchNorm statistics and their gradients, ~2x slower
-    on XLA's own reductions), convolutions and dots on XLA's own multi-threaded (Eigen) kernels, where YNNPACK runs
-    each on one core. yolov8n-cls and yolov8s-cls at 224, batch 32: train step ~19% faster than with XLA's defaults;
-    at 64 px 5-7%; yolov8n-cls at 32 (digits) equal (benchmarks/RESULTS.md)."""
-    return _cpu_options(_YNN_REDUCTIONS_ONLY)

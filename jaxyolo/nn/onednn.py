@@ -1,4 +1,5 @@
-"""oneDNN's convolution kernels inside XLA:CPU executables, as XLA FFI custom calls (``onednn_conv.cc``).
+"""oneDNN's convolution kernels inside XLA:CPU executables, as XLA FFI custom calls (``onednn_conv.cc``), and
+jaxyolo's Winograd convolution on oneDNN's matmul (``winograd_conv.cc``).
 
 XLA:CPU's own 3x3 convolutions are the largest part of yolov8n-cls's train step and inference at 224 px; oneDNN
 (Intel's CPU deep-learning library, the ``onednn-cpu-gomp`` wheel: oneDNN 3.2 with GNU OpenMP) computes the kernel
@@ -26,7 +27,7 @@ from jaxyolo.utils.jax_cache import switched_off
 log = logging.getLogger(__name__)
 
 # the FFI targets, by the names traced programs call them
-TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights")
+TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights", "JaxyoloWinogradFwd")
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
@@ -75,11 +76,12 @@ def _load() -> bool:
 
 def trace_key() -> tuple:
     """What a traced XLA:CPU program's use of these kernels depends on (``utils/trace_cache.py``): whether they are
-    available, and which build of the extension. Loads them (so a deserialized program's calls resolve)."""
+    available, which build of the extension, and whether Winograd's convolution is switched off (``nn/winograd.py``).
+    Loads them (so a deserialized program's calls resolve)."""
     if not available():
         return (False,)
     st = _extension().stat()
-    return (True, st.st_size, st.st_mtime_ns)
+    return (True, st.st_size, st.st_mtime_ns, switched_off("JAXYOLO_WINOGRAD"))
 
 
 def _attrs(strides, padding, threads):
@@ -114,3 +116,11 @@ def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1, parts: int = 
     out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
     return jax.ffi.ffi_call("JaxyoloConvBwdWeights", out, vmap_method="sequential")(
         x, g, **_attrs(strides, padding, threads), parts=np.int64(parts))
+
+
+def winograd_conv(x, w, helpers: int = 0):
+    """The 3x3, stride-1, 1-padded convolution of float32 NHWC ``x`` with HWIO ``w`` by Winograd's F(2x2, 3x3)
+    (``winograd_conv.cc``), in blocks of output tiles that the calling thread and ``helpers`` tasks on XLA's thread
+    pool take one at a time (0: one per other pool thread)."""
+    out = jax.ShapeDtypeStruct((*x.shape[:3], w.shape[3]), x.dtype)
+    return jax.ffi.ffi_call("JaxyoloWinogradFwd", out, vmap_method="sequential")(x, w, helpers=np.int64(helpers))

@@ -9,21 +9,21 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+#include "ffi_slices.h"
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
+using jaxyolo::Sliced;
 
 namespace {
 
@@ -149,37 +149,6 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
 
 using F32 = ffi::Buffer<ffi::F32>;
 using F32Out = ffi::ResultBuffer<ffi::F32>;
-
-// A call's work as `parts` slices of the batch that the calling thread and one task on XLA's intra-op thread pool
-// claim one at a time: while XLA's other threads are busy the calling thread does every slice itself (the pool's
-// task finds none left), and when one is idle it takes slices too. More OpenMP threads in one call would take cores
-// the rest of the step needs (and spin beside XLA's threads); separate calls per slice would run one after another
-// (XLA:CPU hands ready thunks to other threads only past 8 of them). slice(i, lo, rows) -> ffi::Error.
-struct Claims {
-  std::atomic<int64_t> next{0}, finished{0};
-  std::atomic<bool> failed{false};
-};
-
-template <typename Slice>
-ffi::Error Sliced(ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice) {
-  parts = std::max<int64_t>(1, std::min(parts, n));
-  if (parts == 1 || pool.num_threads() < 2) return slice(0, 0, n);
-  auto state = std::make_shared<Claims>();
-  // The pool's task may start after this call has returned (every slice taken): it then touches `state` alone.
-  auto work = [state, n, parts, slice] {
-    for (int64_t i; (i = state->next.fetch_add(1)) < parts;) {
-      const int64_t lo = n * i / parts;
-      if (slice(i, lo, n * (i + 1) / parts - lo).failure()) state->failed = true;
-      state->finished.fetch_add(1, std::memory_order_acq_rel);
-    }
-  };
-  auto task = work;
-  pool.Schedule(std::move(task));
-  work();
-  while (state->finished.load(std::memory_order_acquire) < parts) std::this_thread::yield();  // a slice in flight
-  return state->failed ? ffi::Error::Internal("jaxyolo oneDNN convolution: a batch slice failed")
-                       : ffi::Error::Success();
-}
 
 bool Nhwc(ffi::Span<const int64_t> d) { return d.size() == 4; }
 

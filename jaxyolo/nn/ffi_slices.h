@@ -1,0 +1,53 @@
+// Work split into slices that the calling thread and tasks on XLA's intra-op thread pool claim one at a time, for
+// jaxyolo's XLA:CPU FFI custom calls (onednn_conv.cc, winograd_conv.cc).
+
+#ifndef JAXYOLO_NN_FFI_SLICES_H_
+#define JAXYOLO_NN_FFI_SLICES_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <utility>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace jaxyolo {
+
+struct Claims {
+  std::atomic<int64_t> next{0}, finished{0};
+  std::atomic<bool> failed{false};
+};
+
+// A call's work as `parts` slices of `n` rows that the calling thread and `helpers` tasks on XLA's intra-op thread
+// pool claim one at a time: while XLA's other threads are busy the calling thread does every slice itself (the pool's
+// tasks find none left), and when one is idle it takes slices too. More OpenMP threads in one call would take cores
+// the rest of the step needs (and spin beside XLA's threads); separate calls per slice would run one after another
+// (XLA:CPU hands ready thunks to other threads only past 8 of them). slice(i, lo, rows) -> ffi::Error.
+template <typename Slice>
+xla::ffi::Error Sliced(xla::ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice, int64_t helpers = 1) {
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  helpers = std::min<int64_t>(helpers, std::min<int64_t>(parts, pool.num_threads()) - 1);
+  if (helpers < 1) return slice(0, 0, n);
+  auto state = std::make_shared<Claims>();
+  // A pool task may start after this call has returned (every slice taken): it then touches `state` alone.
+  auto work = [state, n, parts, slice] {
+    for (int64_t i; (i = state->next.fetch_add(1)) < parts;) {
+      const int64_t lo = n * i / parts;
+      if (slice(i, lo, n * (i + 1) / parts - lo).failure()) state->failed = true;
+      state->finished.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  for (int64_t k = 0; k < helpers; ++k) {
+    auto task = work;
+    pool.Schedule(std::move(task));
+  }
+  work();
+  while (state->finished.load(std::memory_order_acquire) < parts) std::this_thread::yield();  // a slice in flight
+  return state->failed ? xla::ffi::Error::Internal("jaxyolo convolution: a slice failed") : xla::ffi::Error::Success();
+}
+
+}  // namespace jaxyolo
+
+#endif  // JAXYOLO_NN_FFI_SLICES_H_
