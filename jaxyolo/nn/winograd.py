@@ -8,7 +8,7 @@ from __future__ import annotations
 from jaxyolo.utils.jax_cache import switched_off
 
 MIN_CHANNELS = 32  # narrower convolutions stay direct: their transforms cost more than the matmuls save
-MIN_TILES = 32  # 2x2 output tiles (all images), below which the kernel's transform, every call, costs more than it saves
+MIN_TILES = 32  # 2x2 output tiles (all images) below which the kernel transform of every call costs more than it saves
 
 
 def applies(x_shape, w_shape, strides, padding) -> bool:

@@ -61,10 +61,14 @@ void OutputTile(const float* __restrict m, int64_t ld, int64_t o, float* const* 
   float *__restrict y0 = y[0], *__restrict y1 = y[1], *__restrict y2 = y[2], *__restrict y3 = y[3];
 #pragma omp simd
   for (int64_t i = 0; i < o; ++i) {
-    const float s00 = m[0 * ld + i] + m[4 * ld + i] + m[8 * ld + i], s10 = m[4 * ld + i] - m[8 * ld + i] - m[12 * ld + i];
-    const float s01 = m[1 * ld + i] + m[5 * ld + i] + m[9 * ld + i], s11 = m[5 * ld + i] - m[9 * ld + i] - m[13 * ld + i];
-    const float s02 = m[2 * ld + i] + m[6 * ld + i] + m[10 * ld + i], s12 = m[6 * ld + i] - m[10 * ld + i] - m[14 * ld + i];
-    const float s03 = m[3 * ld + i] + m[7 * ld + i] + m[11 * ld + i], s13 = m[7 * ld + i] - m[11 * ld + i] - m[15 * ld + i];
+    const float s00 = m[0 * ld + i] + m[4 * ld + i] + m[8 * ld + i];
+    const float s01 = m[1 * ld + i] + m[5 * ld + i] + m[9 * ld + i];
+    const float s02 = m[2 * ld + i] + m[6 * ld + i] + m[10 * ld + i];
+    const float s03 = m[3 * ld + i] + m[7 * ld + i] + m[11 * ld + i];
+    const float s10 = m[4 * ld + i] - m[8 * ld + i] - m[12 * ld + i];
+    const float s11 = m[5 * ld + i] - m[9 * ld + i] - m[13 * ld + i];
+    const float s12 = m[6 * ld + i] - m[10 * ld + i] - m[14 * ld + i];
+    const float s13 = m[7 * ld + i] - m[11 * ld + i] - m[15 * ld + i];
     y0[i] = s00 + s01 + s02, y1[i] = s01 - s02 - s03, y2[i] = s10 + s11 + s12, y3[i] = s11 - s12 - s13;
   }
 }
