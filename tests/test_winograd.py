@@ -27,8 +27,9 @@ def _conv(x, w):
     (2, 8, 8, 32, 40),    # even map, C != O
     (3, 7, 5, 33, 32),    # odd and non-square: the last tiles half outside the map
     (1, 1, 1, 48, 64),    # one pixel: every tap but the centre reads padding
-    (70, 4, 4, 32, 32),   # more tiles than one block (64), uneven blocks
+    (70, 4, 4, 32, 32),   # more tiles than one block (256 at 32 channels): two blocks
     (1, 30, 2, 40, 36),   # a tall strip
+    (9, 16, 16, 128, 64),  # 576 tiles: five uneven blocks of 128
 ])
 @pytest.mark.parametrize("helpers", [0, 1, 3])
 def test_values_are_the_convolutions(shape, helpers):
