@@ -1,6 +1,6 @@
-"""Winograd's F(2x2, 3x3) convolution (jaxyolo/nn/winograd.py, winograd_conv.cc): XLA's values, where cpu_conv.py
-uses it (inference and train-step forward passes, stride-1 input gradients), the switch that turns it off, and a
-clear error for operands it does not take."""
+"""Winograd's F(2x2, 3x3) convolution and kernel gradient (jaxyolo/nn/winograd.py, winograd_conv.cc): XLA's values,
+where cpu_conv.py uses them (inference and train-step forward passes, stride-1 input gradients, kernel gradients),
+the switch that turns them off, and a clear error for operands they do not take."""
 
 import re
 
@@ -31,8 +31,9 @@ def _conv(x, w):
     (1, 30, 2, 40, 36),   # a tall strip
     (9, 16, 16, 128, 64),  # 576 tiles: five uneven blocks of 128
 ])
-@pytest.mark.parametrize("helpers", [0, 1, 3])
+@pytest.mark.parametrize("helpers", [-1, 0, 1, 3])  # all pool threads, the calling thread alone, 1, more than cores
 def test_values_are_the_convolutions(shape, helpers):
+    """The forward pass and the kernel gradient (summed over 1 or more slices of the tiles)."""
     n, h, w_, ci, co = shape
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((n, h, w_, ci)), jnp.float32)
@@ -42,6 +43,13 @@ def test_values_are_the_convolutions(shape, helpers):
     assert got.shape == want.shape and got.dtype == jnp.float32
     # the transforms reassociate the sums: float32 rounding, ~1e-6 of the outputs' scale
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * float(jnp.abs(want).max()))
+    g = jnp.asarray(rng.standard_normal((n, h, w_, co)), jnp.float32)
+    _, vjp = jax.vjp(lambda b: _conv(x, b), w)
+    want_dw = vjp(g)[0]
+    for parts in (1, 3, n * h * w_ + 7):  # one sum, uneven slices, more slices than tiles
+        dw = jax.jit(lambda a, c, p=parts: onednn.winograd_kernel_grad(a, c, w.shape, p, helpers))(x, g)
+        assert dw.shape == w.shape
+        np.testing.assert_allclose(dw, want_dw, rtol=0, atol=2e-5 * float(jnp.abs(want_dw).max()))
 
 
 def test_repeated_calls_of_other_shapes_on_the_same_threads():
@@ -61,6 +69,8 @@ def test_operands_it_does_not_take_are_a_clear_error():
         jax.block_until_ready(onednn.winograd_conv(x, jnp.zeros((5, 5, 8, 8), jnp.float32)))
     with pytest.raises(Exception, match="Winograd convolution: expected"):
         jax.block_until_ready(onednn.winograd_conv(x, jnp.zeros((3, 3, 6, 8), jnp.float32)))  # channels disagree
+    with pytest.raises(Exception, match=r"Winograd kernel gradient: expected x \[N, H, W, C\], g \[N, H, W, O\]"):
+        jax.block_until_ready(onednn.winograd_kernel_grad(x, jnp.zeros((1, 4, 5, 8), jnp.float32), (3, 3, 8, 8)))
 
 
 def test_which_convolutions_it_applies_to(monkeypatch):
@@ -77,14 +87,14 @@ def test_which_convolutions_it_applies_to(monkeypatch):
     assert not winograd.applies((32, 8, 8, 64), (3, 3, 64, 64), (1, 1), same)
 
 
-def _calls(text: str) -> list[str]:
-    return [line for line in text.splitlines() if "JaxyoloWinogradFwd" in line and "custom_call" in line]
+def _calls(text: str, target: str = "JaxyoloWinogradFwd") -> list[str]:
+    return [line for line in text.splitlines() if target in line and "custom_call" in line]
 
 
 def test_model_runs_it_where_cpu_conv_says_with_xla_values(monkeypatch):
     """yolov8n-cls at 64 px, batch 4: the four 3x3 convolutions of the 32-channel C2f (8x8 maps, 64 tiles) run by
-    Winograd in inference and in the train step (forward pass and input gradient: 8 calls), the 16-channel ones and
-    the <= 4x4 maps' do not; inference and loss gradients agree with JAXYOLO_WINOGRAD=off."""
+    Winograd in inference and in the train step (forward passes and input gradients: 8 calls, kernel gradients: 4),
+    the 16-channel ones and the <= 4x4 maps' do not; inference and loss gradients agree with JAXYOLO_WINOGRAD=off."""
     m = YOLO("yolov8n-cls.yaml", nc=10)
     x = jnp.asarray(np.random.default_rng(1).random((4, 64, 64, 3), dtype=np.float32))
 
@@ -100,13 +110,16 @@ def test_model_runs_it_where_cpu_conv_says_with_xla_values(monkeypatch):
     infer_calls = _calls(infer.lower(m.variables, x).as_text())
     assert len(infer_calls) == 4 and all(re.search(r"tensor<4x8x8x32xf32>", line) for line in infer_calls)
     fn = loss_grads()
-    assert len(_calls(fn.lower(m.variables["params"]).as_text())) == 8
+    train_hlo = fn.lower(m.variables["params"]).as_text()
+    assert len(_calls(train_hlo)) == 8
+    assert len(_calls(train_hlo, "JaxyoloWinogradKernelGrad")) == 4
     out, (loss, grads) = infer(m.variables, x), fn(m.variables["params"])
 
     monkeypatch.setenv("JAXYOLO_WINOGRAD", "off")
     infer_off, fn_off = inference_jit(lambda v, a: m.module.apply(v, a)), loss_grads()
     assert not _calls(infer_off.lower(m.variables, x).as_text())
-    assert not _calls(fn_off.lower(m.variables["params"]).as_text())
+    off_hlo = fn_off.lower(m.variables["params"]).as_text()
+    assert not _calls(off_hlo) and not _calls(off_hlo, "JaxyoloWinogradKernelGrad")
     np.testing.assert_allclose(out, infer_off(m.variables, x), atol=1e-5)
     loss_off, grads_off = fn_off(m.variables["params"])
     np.testing.assert_allclose(loss, loss_off, rtol=1e-5)

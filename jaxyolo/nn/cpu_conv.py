@@ -284,8 +284,9 @@ def _sliced_conv_fwd(x, w, spec):
     and yolov8s-cls@224 ~9% faster, @64 2-7% (benchmarks/RESULTS.md, session 28). Session 23's oneDNN forward pass
     with OpenMP threads gained nothing in the step: its threads spun beside XLA's. The 3x3 stride-1 ones that
     ``winograd.applies`` to by Winograd's F(2x2, 3x3), in blocks of output tiles taken the same way, as are their
-    input gradients (``_onednn_input_grad``): train step yolov8n-cls@224 ~8%, yolov8s-cls@224 and @64 ~6% faster,
-    yolov8n-cls@64 ~1% (benchmarks/RESULTS.md, session 30)."""
+    input gradients (``_onednn_input_grad``) and kernel gradients (``_sliced_conv_bwd``): with the former, train
+    step yolov8n-cls@224 ~8%, yolov8s-cls@224 and @64 ~6% faster, yolov8n-cls@64 ~1% (benchmarks/RESULTS.md,
+    session 30)."""
     if _onednn(x, w, spec) and winograd.applies(x.shape, w.shape, spec[0], spec[1]):
         return winograd.conv(x, w, helpers=1), (x, w)
     if _onednn(x, w, spec):
@@ -317,19 +318,25 @@ def _sliced_conv_bwd(spec, res, g):
     """The input gradient on oneDNN where available (``_onednn_input_grad``), else as autodiff forms it
     (``_input_grad``). The kernel gradient on oneDNN where available (``_onednn``), one OpenMP thread per call, XLA
     running it beside the input gradient on the other cores: XLA:CPU's kernel gradients are a third of yolov8n-cls's
-    train step at 224 px, oneDNN's are ~2.7x faster (train step yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%).
-    Its ``KERNEL_GRAD_PARTS`` batch slices are taken one at a time by the calling thread and a task on XLA's thread
-    pool (``onednn_conv.cc``): XLA reuses ``g``'s buffer two layers down, so the layer there waits for this kernel
-    gradient, and on one core it held the step while the other core idled (yolov8n-cls@224: ~40 ms a step); sliced,
-    an idle core takes part of it: train step yolov8n-cls@224 ~5-10% and yolov8s-cls@224 ~12% faster, @64 equal
-    (benchmarks/RESULTS.md, session 28). Otherwise XLA's, summed over ``kernel_grad_parts`` batch slices: XLA:CPU
-    (jaxlib 0.10) runs each YNNPACK convolution on one core, and as independent slices its thread pool runs them side
-    by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 -> 453 ms)."""
+    train step at 224 px, oneDNN's are ~2.7x faster (train step yolov8n-cls@224 ~14% faster, yolov8s-cls@224 ~4%). Its
+    ``KERNEL_GRAD_PARTS`` batch slices are taken one at a time by the calling thread and a task on XLA's thread pool
+    (``onednn_conv.cc``): XLA reuses ``g``'s buffer two layers down, so the layer there waits for this kernel gradient,
+    and on one core it held the step while the other core idled (yolov8n-cls@224: ~40 ms a step); sliced, an idle core
+    takes part of it: train step yolov8n-cls@224 ~5-10% and yolov8s-cls@224 ~12% faster, @64 equal
+    (benchmarks/RESULTS.md, session 28). 3x3 stride-1 ones that ``winograd.applies`` to by Winograd's F(2x2, 3x3)
+    (``winograd_conv.cc``, its sums over slices of the output tiles taken the same way): alone 1.3-1.8x faster on 2
+    cores, train step yolov8n-cls@224 ~4% and yolov8s-cls@224 ~1% faster (session 30). Otherwise XLA's, summed over
+    ``kernel_grad_parts`` batch slices: XLA:CPU (jaxlib 0.10) runs each YNNPACK convolution on one core, and as
+    independent slices its thread pool runs them side by side (yolov8n-cls at 224, batch 32, 2 cores: step 511 -> 453
+    ms)."""
     x, w = res
     if _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
-        dw = onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS, KERNEL_GRAD_PARTS)
+        if winograd.applies(x.shape, w.shape, spec[0], spec[1]):
+            dw = onednn.winograd_kernel_grad(x, g, w.shape, KERNEL_GRAD_PARTS, helpers=1)
+        else:
+            dw = onednn.kernel_grad(x, g, w.shape, spec[0], spec[1], KERNEL_GRAD_THREADS, KERNEL_GRAD_PARTS)
         return _onednn_input_grad(x, w, spec, g), dw
     dx = _input_grad(x, w, spec, g)
     n = x.shape[0]

@@ -27,7 +27,8 @@ from jaxyolo.utils.jax_cache import switched_off
 log = logging.getLogger(__name__)
 
 # the FFI targets, by the names traced programs call them
-TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights", "JaxyoloWinogradFwd")
+TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights", "JaxyoloWinogradFwd",
+           "JaxyoloWinogradKernelGrad")
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
@@ -118,9 +119,18 @@ def kernel_grad(x, g, w_shape, strides, padding, threads: int = 1, parts: int = 
         x, g, **_attrs(strides, padding, threads), parts=np.int64(parts))
 
 
-def winograd_conv(x, w, helpers: int = 0):
+def winograd_conv(x, w, helpers: int = -1):
     """The 3x3, stride-1, 1-padded convolution of float32 NHWC ``x`` with HWIO ``w`` by Winograd's F(2x2, 3x3)
     (``winograd_conv.cc``), in blocks of output tiles that the calling thread and ``helpers`` tasks on XLA's thread
-    pool take one at a time (0: one per other pool thread)."""
+    pool take one at a time (-1: one per other pool thread; 0: the calling thread alone)."""
     out = jax.ShapeDtypeStruct((*x.shape[:3], w.shape[3]), x.dtype)
     return jax.ffi.ffi_call("JaxyoloWinogradFwd", out, vmap_method="sequential")(x, w, helpers=np.int64(helpers))
+
+
+def winograd_kernel_grad(x, g, w_shape, parts: int = 1, helpers: int = -1):
+    """The kernel gradient (HWIO ``w_shape``, 3x3) of ``winograd_conv(x, w)`` for the output cotangent ``g``, by
+    Winograd's F(2x2, 3x3) (``winograd_conv.cc``): the sum over ``parts`` slices of the output tiles, taken like
+    ``winograd_conv``'s blocks."""
+    out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
+    return jax.ffi.ffi_call("JaxyoloWinogradKernelGrad", out, vmap_method="sequential")(
+        x, g, parts=np.int64(parts), helpers=np.int64(helpers))

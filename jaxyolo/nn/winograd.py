@@ -1,7 +1,8 @@
-"""Winograd's F(2x2, 3x3) convolution for XLA:CPU inference (``winograd_conv.cc``): a 3x3, stride-1, 1-padded
-convolution in 16 matmuls over 2x2 output tiles, 2.25x fewer multiply-adds than the direct convolution. This module
-says which convolutions it computes; ``nn/cpu_conv.py`` decides where it is used. ``JAXYOLO_WINOGRAD=off`` turns it
-off (for A/B comparisons)."""
+"""Winograd's F(2x2, 3x3) convolution on XLA:CPU (``winograd_conv.cc``): a 3x3, stride-1, 1-padded convolution, and
+its kernel gradient, in 16 matmuls over 2x2 output tiles, 2.25x fewer multiply-adds than the direct convolution.
+This module says which convolutions it computes; ``nn/cpu_conv.py`` decides where it is used (inference and train
+steps where jaxyolo's oneDNN extension is, ``nn/onednn.py``). ``JAXYOLO_WINOGRAD=off`` turns it off (for A/B
+comparisons)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def applies(x_shape, w_shape, strides, padding) -> bool:
             and min(cin, cout) >= MIN_CHANNELS and n * -(-h // 2) * -(-w // 2) >= MIN_TILES)
 
 
-def conv(x, w, helpers: int = 0):
+def conv(x, w, helpers: int = -1):
     """The convolution ``applies`` accepts, on ``winograd_conv.cc``."""
     from jaxyolo.nn import onednn
 

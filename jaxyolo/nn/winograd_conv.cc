@@ -1,5 +1,5 @@
-// A 3x3, stride-1, 1-padded float32 convolution by Winograd's minimal filtering F(2x2, 3x3) as an XLA:CPU FFI
-// custom call (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+// A 3x3, stride-1, 1-padded float32 convolution and its kernel gradient by Winograd's minimal filtering F(2x2, 3x3)
+// as XLA:CPU FFI custom calls (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
 //
 // Each 2x2 block of output pixels ("tile") is A^T [U (.) (B^T d B)] A, where d is the tile's 4x4 input window (zero
 // outside the map) and U = G g G^T the 3x3 kernel g transformed to 4x4. Over all tiles that is 16 matmuls
@@ -8,7 +8,8 @@
 // the kernel (into [16, C, O], the 4x4 positions row by row), then the tiles in blocks (TilesPerBlock), each
 // block's transformed inputs and products in thread-local buffers that stay in cache and its 16 matmuls on oneDNN's
 // single-threaded sgemm. Both steps' slices are claimed by the calling thread and tasks on XLA's thread pool
-// (ffi_slices.h).
+// (ffi_slices.h). The kernel gradient is the transpose: dU = sum over tiles of (B^T d B) (.) (A g A^T) for the output
+// gradient g, 16 matmuls [C, tiles] x [tiles, O], then dw = G^T dU G.
 //
 // Layouts: x NHWC, w HWIO, y NHWC.
 
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -76,7 +78,7 @@ void OutputTile(const float* __restrict m, int64_t ld, int64_t o, float* const* 
   }
 }
 
-// G g G^T for the kernel's input channel `ci` and all `o` output channels (G = [[1, 0, 0], [1/2, 1/2, 1/2],
+// G g G^T for one input channel of the kernel and all `o` output channels (G = [[1, 0, 0], [1/2, 1/2, 1/2],
 // [1/2, -1/2, 1/2], [0, 0, 1]]): g[(3 * i + j) * ld] are tap (i, j)'s weights, u[k * ld_u] position k's.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void KernelRow(const float* __restrict g, int64_t ld, int64_t o, float* __restrict u, int64_t ld_u) {
@@ -96,6 +98,49 @@ void KernelRow(const float* __restrict g, int64_t ld, int64_t o, float* __restri
     u[9 * ld_u + i] = 0.5f * (t20 + t21 + t22), u[10 * ld_u + i] = 0.5f * (t20 - t21 + t22), u[11 * ld_u + i] = t22;
     u[12 * ld_u + i] = t30, u[13 * ld_u + i] = 0.5f * (t30 + t31 + t32), u[14 * ld_u + i] = 0.5f * (t30 - t31 + t32);
     u[15 * ld_u + i] = t32;
+  }
+}
+
+// A g A^T of one output-gradient tile for `o` channels (A = [[1, 0], [1, 1], [1, -1], [0, -1]]): g[0..3] point at the
+// tile's 2x2 gradient pixels (row-major; zeros outside the map), m[k * ld] position k's.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void GradTile(const float* const* g, int64_t o, float* __restrict m, int64_t ld) {
+  const float *__restrict g0 = g[0], *__restrict g1 = g[1], *__restrict g2 = g[2], *__restrict g3 = g[3];
+#pragma omp simd
+  for (int64_t i = 0; i < o; ++i) {
+    // rows: A g
+    const float r00 = g0[i], r01 = g1[i], r10 = g0[i] + g2[i], r11 = g1[i] + g3[i];
+    const float r20 = g0[i] - g2[i], r21 = g1[i] - g3[i], r30 = -g2[i], r31 = -g3[i];
+    // columns: (A g) A^T
+    m[0 * ld + i] = r00, m[1 * ld + i] = r00 + r01, m[2 * ld + i] = r00 - r01, m[3 * ld + i] = -r01;
+    m[4 * ld + i] = r10, m[5 * ld + i] = r10 + r11, m[6 * ld + i] = r10 - r11, m[7 * ld + i] = -r11;
+    m[8 * ld + i] = r20, m[9 * ld + i] = r20 + r21, m[10 * ld + i] = r20 - r21, m[11 * ld + i] = -r21;
+    m[12 * ld + i] = r30, m[13 * ld + i] = r30 + r31, m[14 * ld + i] = r30 - r31, m[15 * ld + i] = -r31;
+  }
+}
+
+// G^T d G for one input channel of the kernel gradient and all `o` output channels (KernelRow's transpose):
+// du[k * ld_u] position k's gradient, dw[(3 * i + j) * ld] tap (i, j)'s.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void KernelGradRow(const float* __restrict du, int64_t ld_u, int64_t o, float* __restrict dw, int64_t ld) {
+#pragma omp simd
+  for (int64_t i = 0; i < o; ++i) {
+    const float *__restrict d = du + i;
+    // G^T d: rows (t_al for a = 0..2, l = 0..3)
+    const float t00 = d[0] + 0.5f * (d[4 * ld_u] + d[8 * ld_u]), t10 = 0.5f * (d[4 * ld_u] - d[8 * ld_u]);
+    const float t20 = 0.5f * (d[4 * ld_u] + d[8 * ld_u]) + d[12 * ld_u];
+    const float t01 = d[ld_u] + 0.5f * (d[5 * ld_u] + d[9 * ld_u]), t11 = 0.5f * (d[5 * ld_u] - d[9 * ld_u]);
+    const float t21 = 0.5f * (d[5 * ld_u] + d[9 * ld_u]) + d[13 * ld_u];
+    const float t02 = d[2 * ld_u] + 0.5f * (d[6 * ld_u] + d[10 * ld_u]), t12 = 0.5f * (d[6 * ld_u] - d[10 * ld_u]);
+    const float t22 = 0.5f * (d[6 * ld_u] + d[10 * ld_u]) + d[14 * ld_u];
+    const float t03 = d[3 * ld_u] + 0.5f * (d[7 * ld_u] + d[11 * ld_u]), t13 = 0.5f * (d[7 * ld_u] - d[11 * ld_u]);
+    const float t23 = 0.5f * (d[7 * ld_u] + d[11 * ld_u]) + d[15 * ld_u];
+    // (G^T d) G: columns
+    dw[0 * ld + i] = t00 + 0.5f * (t01 + t02), dw[1 * ld + i] = 0.5f * (t01 - t02);
+    dw[2 * ld + i] = 0.5f * (t01 + t02) + t03, dw[3 * ld + i] = t10 + 0.5f * (t11 + t12);
+    dw[4 * ld + i] = 0.5f * (t11 - t12), dw[5 * ld + i] = 0.5f * (t11 + t12) + t13;
+    dw[6 * ld + i] = t20 + 0.5f * (t21 + t22), dw[7 * ld + i] = 0.5f * (t21 - t22);
+    dw[8 * ld + i] = 0.5f * (t21 + t22) + t23;
   }
 }
 
@@ -147,10 +192,55 @@ ffi::Error Block(const Shape& s, const float* x, const float* u, int64_t lu, flo
   return ffi::Error::Success();
 }
 
+// The kernel gradient's sums over output tiles [t0, t0 + count), in blocks: du[k] (planes lu apart) += V_k^T M_k, where
+// V_k are the blocks' transformed inputs and M_k their transformed output gradients g (beta 0 on the first block: du
+// is written, not read, there).
+ffi::Error GradSums(const Shape& s, const float* x, const float* g, float* du, int64_t lu, int64_t t0, int64_t count) {
+  thread_local std::vector<float> v, m, zero;
+  const int64_t per_block = TilesPerBlock(s.c, s.o);
+  const int64_t nb_max = std::min(per_block, count);
+  const int64_t lv = nb_max * s.c + kPlanePad, lm = nb_max * s.o + kPlanePad;
+  if (static_cast<int64_t>(v.size()) < 16 * lv) v.resize(16 * lv);
+  if (static_cast<int64_t>(m.size()) < 16 * lm) m.resize(16 * lm);
+  if (static_cast<int64_t>(zero.size()) < std::max(s.c, s.o)) zero.assign(std::max(s.c, s.o), 0.f);
+  const int team = omp_get_max_threads();
+  dnnl_status_t status = dnnl_success;
+  for (int64_t b0 = 0; b0 < count && status == dnnl_success; b0 += per_block) {
+    const int64_t nb = std::min(per_block, count - b0);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t t = t0 + b0 + b, img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
+      const float* d[16];
+      for (int64_t a = 0; a < 4; ++a) {
+        for (int64_t e = 0; e < 4; ++e) {
+          const int64_t r = 2 * ti + a - 1, q = 2 * tj + e - 1;
+          d[4 * a + e] = (r >= 0 && r < s.h && q >= 0 && q < s.w) ? x + ((img * s.h + r) * s.w + q) * s.c : zero.data();
+        }
+      }
+      InputTile(d, s.c, v.data() + b * s.c, lv);
+      const float* gp[4];
+      for (int64_t a = 0; a < 2; ++a) {
+        for (int64_t e = 0; e < 2; ++e) {
+          const int64_t r = 2 * ti + a, q = 2 * tj + e;
+          gp[2 * a + e] = (r < s.h && q < s.w) ? g + ((img * s.h + r) * s.w + q) * s.o : zero.data();
+        }
+      }
+      GradTile(gp, s.o, m.data() + b * s.o, lm);
+    }
+    omp_set_num_threads(1);  // as in Block
+    for (int64_t k = 0; k < 16 && status == dnnl_success; ++k) {
+      status = dnnl_sgemm('T', 'N', s.c, s.o, nb, 1.f, v.data() + k * lv, s.c, m.data() + k * lm, s.o,
+                          b0 == 0 ? 0.f : 1.f, du + k * lu, s.o);
+    }
+    omp_set_num_threads(team);
+  }
+  if (status != dnnl_success) return ffi::Error::Internal("jaxyolo Winograd convolution: oneDNN's sgemm failed");
+  return ffi::Error::Success();
+}
+
 using F32 = ffi::Buffer<ffi::F32>;
 using F32Out = ffi::ResultBuffer<ffi::F32>;
 
-// helpers: pool tasks that take blocks beside the calling thread (<= 0: one per other thread of XLA's pool).
+// helpers: pool tasks that take blocks beside the calling thread (< 0: one per other thread of XLA's pool; 0: none).
 ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t helpers) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3] ||
@@ -161,7 +251,7 @@ ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t helpers
   const Shape s{xd[0], xd[1], xd[2], xd[3], wd[3], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
   const int64_t tiles = s.n * s.th * s.tw;
   if (tiles == 0) return ffi::Error::Success();
-  if (helpers <= 0) helpers = pool.num_threads() - 1;  // the calling thread is one of them
+  if (helpers < 0) helpers = pool.num_threads() - 1;  // the calling thread is one of them
   // The transformed kernel, its 16 planes kPlanePad apart: this thread's buffer, written and then read by all
   // workers (each Sliced call returns when its slices are done).
   thread_local std::vector<float> u;
@@ -188,8 +278,68 @@ ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t helpers
       helpers);
 }
 
+// The kernel gradient [3, 3, C, O] of the convolution of x [N, H, W, C] for the output gradient g [N, H, W, O]:
+// G^T (sum over tiles of V (.) (A g A^T)) G, the sums over `parts` slices of the tiles, each into a buffer of its
+// own (claimed like Forward's blocks), then added and transformed back by channel rows.
+ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 g, F32Out dw, int64_t parts, int64_t helpers) {
+  auto xd = x.dimensions(), gd = g.dimensions(), wd = dw->dimensions();
+  if (xd.size() != 4 || gd.size() != 4 || wd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3] ||
+      gd[0] != xd[0] || gd[1] != xd[1] || gd[2] != xd[2] || gd[3] != wd[3]) {
+    return ffi::Error::InvalidArgument(
+        "jaxyolo Winograd kernel gradient: expected x [N, H, W, C], g [N, H, W, O] and dw [3, 3, C, O]");
+  }
+  const Shape s{xd[0], xd[1], xd[2], xd[3], wd[3], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+  const int64_t tiles = s.n * s.th * s.tw, lu = s.c * s.o + kPlanePad;
+  float* dwp = dw->typed_data();
+  if (tiles == 0) {
+    std::fill(dwp, dwp + 9 * s.c * s.o, 0.f);
+    return ffi::Error::Success();
+  }
+  if (helpers < 0) helpers = pool.num_threads() - 1;
+  parts = std::clamp<int64_t>(parts, 1, tiles);
+  std::unique_ptr<float[]> sums(new float[parts * 16 * lu]);  // each slice's, written by its first block
+  // Which slices ran: all `parts`, or one covering every tile where no pool thread can help (Sliced).
+  std::unique_ptr<char[]> ran(new char[parts]());
+  const float *xp = x.typed_data(), *gp = g.typed_data();
+  float* du = sums.get();
+  char* ran_p = ran.get();
+  ffi::Error e = jaxyolo::Sliced(
+      pool, tiles, parts,
+      [s, xp, gp, du, lu, ran_p](int64_t i, int64_t lo, int64_t count) {
+        ran_p[i] = 1;
+        return GradSums(s, xp, gp, du + i * 16 * lu, lu, lo, count);
+      },
+      helpers);
+  if (e.failure()) return e;
+  return jaxyolo::Sliced(
+      pool, s.c, helpers + 1,
+      [s, du, lu, parts, ran_p, dwp](int64_t, int64_t lo, int64_t count) {
+        for (int64_t c = lo; c < lo + count; ++c) {
+          for (int64_t p = 1; p < parts; ++p) {
+            if (!ran_p[p]) continue;
+            for (int64_t k = 0; k < 16; ++k) {
+              float* acc = du + k * lu + c * s.o;
+              const float* add = du + p * 16 * lu + k * lu + c * s.o;
+              for (int64_t i = 0; i < s.o; ++i) acc[i] += add[i];
+            }
+          }
+          KernelGradRow(du + c * s.o, lu, s.o, dwp + c * s.o, s.c * s.o);
+        }
+        return ffi::Error::Success();
+      },
+      helpers);
+}
+
 }  // namespace
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloWinogradKernelGrad, KernelGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
+                                  .Attr<int64_t>("parts")
+                                  .Attr<int64_t>("helpers"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxyoloWinogradFwd, Forward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
