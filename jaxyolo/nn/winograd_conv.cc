@@ -149,89 +149,102 @@ struct Shape {
   int64_t th, tw;  // tiles down and across: ceil(h / 2), ceil(w / 2)
 };
 
-// Output tiles [t0, t0 + count) (numbered image by image, row by row); u: the transformed kernel, planes lu apart.
-ffi::Error Block(const Shape& s, const float* x, const float* u, int64_t lu, float* y, int64_t t0, int64_t count) {
-  thread_local std::vector<float> v, m, zero, sink;
-  const int64_t lv = count * s.c + kPlanePad, lm = count * s.o + kPlanePad;
-  if (static_cast<int64_t>(v.size()) < 16 * lv) v.resize(16 * lv);
-  if (static_cast<int64_t>(m.size()) < 16 * lm) m.resize(16 * lm);
-  if (static_cast<int64_t>(zero.size()) < s.c) zero.assign(s.c, 0.f);  // the window's pixels outside the map
-  if (static_cast<int64_t>(sink.size()) < s.o) sink.resize(s.o);  // an odd map's outputs past its edge
-  for (int64_t b = 0; b < count; ++b) {
-    const int64_t t = t0 + b, img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
-    const float* d[16];
-    for (int64_t a = 0; a < 4; ++a) {
-      for (int64_t e = 0; e < 4; ++e) {
-        const int64_t r = 2 * ti + a - 1, q = 2 * tj + e - 1;
-        d[4 * a + e] = (r >= 0 && r < s.h && q >= 0 && q < s.w) ? x + ((img * s.h + r) * s.w + q) * s.c : zero.data();
-      }
+// Tile t's 4x4 input window, row-major (tiles numbered image by image, row by row): pointers to its pixels' channels
+// in x, `outside` for the pixels off the map.
+void Window(const Shape& s, const float* x, int64_t t, const float* outside, const float** d) {
+  const int64_t img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
+  for (int64_t a = 0; a < 4; ++a) {
+    for (int64_t e = 0; e < 4; ++e) {
+      const int64_t r = 2 * ti + a - 1, q = 2 * tj + e - 1;
+      d[4 * a + e] = (r >= 0 && r < s.h && q >= 0 && q < s.w) ? x + ((img * s.h + r) * s.w + q) * s.c : outside;
     }
-    InputTile(d, s.c, v.data() + b * s.c, lv);
   }
-  // sgemm's OpenMP team: this thread alone (the other cores take other blocks). A per-thread setting, restored after.
-  const int team = omp_get_max_threads();
-  omp_set_num_threads(1);
+}
+
+// Tile t's 2x2 output pixels, row-major: pointers to their `ch` channels in y, `outside` for those past an odd map's
+// edge.
+template <typename T>
+void Pixels(const Shape& s, T* y, int64_t ch, int64_t t, T* outside, T** p) {
+  const int64_t img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
+  for (int64_t a = 0; a < 2; ++a) {
+    for (int64_t e = 0; e < 2; ++e) {
+      const int64_t r = 2 * ti + a, q = 2 * tj + e;
+      p[2 * a + e] = (r < s.h && q < s.w) ? y + ((img * s.h + r) * s.w + q) * ch : outside;
+    }
+  }
+}
+
+// buffer's data, grown to at least n floats (`fill`: new ones set to 0, for the zeros outside a map).
+float* Grow(std::vector<float>& buffer, int64_t n, bool fill = false) {
+  if (static_cast<int64_t>(buffer.size()) < n) {
+    if (fill) buffer.assign(n, 0.f);
+    else buffer.resize(n);
+  }
+  return buffer.data();
+}
+
+// sgemm's OpenMP team for a scope: this thread alone (the other cores take other blocks). OpenMP's team size is a
+// per-thread setting that oneDNN's convolutions on this thread read too: restored when the scope ends.
+class OneThreadTeam {
+ public:
+  OneThreadTeam() : team_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneThreadTeam() { omp_set_num_threads(team_); }
+
+ private:
+  int team_;
+};
+
+// Output tiles [t0, t0 + count); u: the transformed kernel, planes lu apart.
+ffi::Error Block(const Shape& s, const float* x, const float* u, int64_t lu, float* y, int64_t t0, int64_t count) {
+  thread_local std::vector<float> v_buf, m_buf, zero_buf, sink_buf;
+  const int64_t lv = count * s.c + kPlanePad, lm = count * s.o + kPlanePad;
+  float *v = Grow(v_buf, 16 * lv), *m = Grow(m_buf, 16 * lm), *sink = Grow(sink_buf, s.o);
+  const float* zero = Grow(zero_buf, s.c, true);
+  for (int64_t b = 0; b < count; ++b) {
+    const float* d[16];
+    Window(s, x, t0 + b, zero, d);
+    InputTile(d, s.c, v + b * s.c, lv);
+  }
   dnnl_status_t status = dnnl_success;
-  for (int64_t k = 0; k < 16 && status == dnnl_success; ++k) {
-    status = dnnl_sgemm('N', 'N', count, s.o, s.c, 1.f, v.data() + k * lv, s.c, u + k * lu, s.o, 0.f,
-                        m.data() + k * lm, s.o);
+  {
+    OneThreadTeam one;
+    for (int64_t k = 0; k < 16 && status == dnnl_success; ++k) {
+      status = dnnl_sgemm('N', 'N', count, s.o, s.c, 1.f, v + k * lv, s.c, u + k * lu, s.o, 0.f, m + k * lm, s.o);
+    }
   }
-  omp_set_num_threads(team);
   if (status != dnnl_success) return ffi::Error::Internal("jaxyolo Winograd convolution: oneDNN's sgemm failed");
   for (int64_t b = 0; b < count; ++b) {
-    const int64_t t = t0 + b, img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
     float* out[4];
-    for (int64_t a = 0; a < 2; ++a) {
-      for (int64_t e = 0; e < 2; ++e) {
-        const int64_t r = 2 * ti + a, q = 2 * tj + e;
-        out[2 * a + e] = (r < s.h && q < s.w) ? y + ((img * s.h + r) * s.w + q) * s.o : sink.data();
-      }
-    }
-    OutputTile(m.data() + b * s.o, lm, s.o, out);
+    Pixels(s, y, s.o, t0 + b, sink, out);
+    OutputTile(m + b * s.o, lm, s.o, out);
   }
   return ffi::Error::Success();
 }
 
-// The kernel gradient's sums over output tiles [t0, t0 + count), in blocks: du[k] (planes lu apart) += V_k^T M_k, where
-// V_k are the blocks' transformed inputs and M_k their transformed output gradients g (beta 0 on the first block: du
-// is written, not read, there).
+// The kernel gradient's sums over output tiles [t0, t0 + count), in blocks: du[k] (planes lu apart) += V_k^T M_k,
+// where V_k are the blocks' transformed inputs and M_k their transformed output gradients g (beta 0 on the first
+// block: du is written, not read, there).
 ffi::Error GradSums(const Shape& s, const float* x, const float* g, float* du, int64_t lu, int64_t t0, int64_t count) {
-  thread_local std::vector<float> v, m, zero;
-  const int64_t per_block = TilesPerBlock(s.c, s.o);
-  const int64_t nb_max = std::min(per_block, count);
-  const int64_t lv = nb_max * s.c + kPlanePad, lm = nb_max * s.o + kPlanePad;
-  if (static_cast<int64_t>(v.size()) < 16 * lv) v.resize(16 * lv);
-  if (static_cast<int64_t>(m.size()) < 16 * lm) m.resize(16 * lm);
-  if (static_cast<int64_t>(zero.size()) < std::max(s.c, s.o)) zero.assign(std::max(s.c, s.o), 0.f);
-  const int team = omp_get_max_threads();
+  thread_local std::vector<float> v_buf, m_buf, zero_buf;
+  const int64_t per_block = TilesPerBlock(s.c, s.o), most = std::min(per_block, count);
+  const int64_t lv = most * s.c + kPlanePad, lm = most * s.o + kPlanePad;
+  float *v = Grow(v_buf, 16 * lv), *m = Grow(m_buf, 16 * lm);
+  const float* zero = Grow(zero_buf, std::max(s.c, s.o), true);
   dnnl_status_t status = dnnl_success;
   for (int64_t b0 = 0; b0 < count && status == dnnl_success; b0 += per_block) {
     const int64_t nb = std::min(per_block, count - b0);
     for (int64_t b = 0; b < nb; ++b) {
-      const int64_t t = t0 + b0 + b, img = t / (s.th * s.tw), ti = t / s.tw % s.th, tj = t % s.tw;
-      const float* d[16];
-      for (int64_t a = 0; a < 4; ++a) {
-        for (int64_t e = 0; e < 4; ++e) {
-          const int64_t r = 2 * ti + a - 1, q = 2 * tj + e - 1;
-          d[4 * a + e] = (r >= 0 && r < s.h && q >= 0 && q < s.w) ? x + ((img * s.h + r) * s.w + q) * s.c : zero.data();
-        }
-      }
-      InputTile(d, s.c, v.data() + b * s.c, lv);
-      const float* gp[4];
-      for (int64_t a = 0; a < 2; ++a) {
-        for (int64_t e = 0; e < 2; ++e) {
-          const int64_t r = 2 * ti + a, q = 2 * tj + e;
-          gp[2 * a + e] = (r < s.h && q < s.w) ? g + ((img * s.h + r) * s.w + q) * s.o : zero.data();
-        }
-      }
-      GradTile(gp, s.o, m.data() + b * s.o, lm);
+      const float *d[16], *gp[4];
+      Window(s, x, t0 + b0 + b, zero, d);
+      InputTile(d, s.c, v + b * s.c, lv);
+      Pixels(s, g, s.o, t0 + b0 + b, zero, gp);
+      GradTile(gp, s.o, m + b * s.o, lm);
     }
-    omp_set_num_threads(1);  // as in Block
+    OneThreadTeam one;
     for (int64_t k = 0; k < 16 && status == dnnl_success; ++k) {
-      status = dnnl_sgemm('T', 'N', s.c, s.o, nb, 1.f, v.data() + k * lv, s.c, m.data() + k * lm, s.o,
-                          b0 == 0 ? 0.f : 1.f, du + k * lu, s.o);
+      status = dnnl_sgemm('T', 'N', s.c, s.o, nb, 1.f, v + k * lv, s.c, m + k * lm, s.o, b0 == 0 ? 0.f : 1.f,
+                          du + k * lu, s.o);
     }
-    omp_set_num_threads(team);
   }
   if (status != dnnl_success) return ffi::Error::Internal("jaxyolo Winograd convolution: oneDNN's sgemm failed");
   return ffi::Error::Success();
