@@ -447,7 +447,7 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28); in inference
       executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224,
       batch 32: 13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
-      (``nn/winograd.py``: train steps 1-8%, inference 12-16% faster). Without oneDNN, their kernel gradient computed
+      (``nn/winograd.py``: train steps 1-12%, inference 12-16% faster). Without oneDNN, their kernel gradient computed
       over batch slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a
       sharded batch would be resharded; with several devices the kernel gradient is the convolution's own): yolov8n-cls
       at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's options
