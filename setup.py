@@ -1,6 +1,6 @@
-"""Builds jaxyolo's oneDNN convolution extension (``jaxyolo/nn/onednn_conv.cc``, ``winograd_conv.cc``, Linux x86_64); the rest of the
-package is declared in pyproject.toml. The extension is optional: where it cannot be built the install goes on and
-jaxyolo uses XLA's own convolutions (``jaxyolo/nn/onednn.py``)."""
+"""Builds jaxyolo's oneDNN convolution extension (``jaxyolo/nn/onednn_conv.cc``, ``winograd_conv.cc``, Linux
+x86_64); the rest of the package is declared in pyproject.toml. The extension is optional: where it cannot be built
+the install goes on and jaxyolo uses XLA's own convolutions (``jaxyolo/nn/onednn.py``)."""
 
 import platform
 import sys

@@ -60,7 +60,7 @@ def test_repeated_calls_of_other_shapes_on_the_same_threads():
         x = jnp.asarray(rng.standard_normal((4, h, h, ci)), jnp.float32)
         w = jnp.asarray(rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci), jnp.float32)
         want = _conv(x, w)
-        np.testing.assert_allclose(winograd.conv(x, w), want, rtol=0, atol=2e-5 * float(jnp.abs(want).max()))
+        np.testing.assert_allclose(onednn.winograd_conv(x, w), want, rtol=0, atol=2e-5 * float(jnp.abs(want).max()))
 
 
 def test_operands_it_does_not_take_are_a_clear_error():

@@ -250,30 +250,24 @@ def _sliced_conv(x, w, spec):
     """The convolution. Traced for inference (``inference_jit``, no gradient) it runs on oneDNN where available:
     yolov8n-cls inference at 224 px, batch 32, 13-23% more images/s than on XLA's multi-threaded convolution
     (benchmarks/RESULTS.md, session 23). 3x3 stride-1 ones that ``winograd.applies`` to by Winograd's F(2x2, 3x3)
-    (``_inference_winograd``): 2.25x fewer multiply-adds, alone 1.1-1.4x faster than oneDNN's direct convolution on
+    (``onednn.winograd_conv``): 2.25x fewer multiply-adds, alone 1.1-1.4x faster than oneDNN's direct convolution on
     2 cores at batch 32; inference batch 32 yolov8n/s-cls@224 ~12% and @64 12-16% faster (benchmarks/RESULTS.md,
     session 30). In a train step, see ``_sliced_conv_fwd``."""
-    if _inference_winograd(x, w, spec):
-        return winograd.conv(x, w)
     if _inference_onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
+        if winograd.applies(x.shape, w.shape, spec[0], spec[1]):
+            return onednn.winograd_conv(x, w)
         return onednn.conv(x, w, spec[0], spec[1], FORWARD_THREADS)
     return _plain_conv(x, w, spec)
 
 
 def _inference_onednn(x, w, spec) -> bool:
     """Whether this convolution, traced for inference (``inference_jit``), runs on oneDNN: where available
-    (``_onednn``), by Winograd's algorithm (``_inference_winograd``) or when at least ``FORWARD_MIN_MACS``."""
+    (``_onednn``), when at least ``FORWARD_MIN_MACS`` or when Winograd's F(2x2, 3x3) ``winograd.applies`` to it."""
     if not _INFERENCE.get() or not _onednn(x, w, spec):
         return False
-    return _macs(x, w, spec) >= FORWARD_MIN_MACS or _inference_winograd(x, w, spec)
-
-
-def _inference_winograd(x, w, spec) -> bool:
-    """Whether this convolution, traced for inference (``inference_jit``), runs by Winograd's F(2x2, 3x3) where
-    oneDNN is (``_onednn``): a 3x3, stride-1, 1-padded one that ``winograd.applies`` to."""
-    return _INFERENCE.get() and winograd.applies(x.shape, w.shape, spec[0], spec[1]) and _onednn(x, w, spec)
+    return _macs(x, w, spec) >= FORWARD_MIN_MACS or winograd.applies(x.shape, w.shape, spec[0], spec[1])
 
 
 def _sliced_conv_fwd(x, w, spec):
@@ -287,11 +281,11 @@ def _sliced_conv_fwd(x, w, spec):
     input gradients (``_onednn_input_grad``) and kernel gradients (``_sliced_conv_bwd``): with the former, train
     step yolov8n-cls@224 ~8%, yolov8s-cls@224 and @64 ~6% faster, yolov8n-cls@64 ~1% (benchmarks/RESULTS.md,
     session 30)."""
-    if _onednn(x, w, spec) and winograd.applies(x.shape, w.shape, spec[0], spec[1]):
-        return winograd.conv(x, w, helpers=1), (x, w)
     if _onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
+        if winograd.applies(x.shape, w.shape, spec[0], spec[1]):
+            return onednn.winograd_conv(x, w, helpers=1), (x, w)
         return onednn.conv(x, w, spec[0], spec[1], 1, TRAIN_PARTS), (x, w)
     return _plain_conv(x, w, spec), (x, w)
 
@@ -309,7 +303,7 @@ def _onednn_input_grad(x, w, spec, g):
         flipped = jnp.swapaxes(w[::-1, ::-1], 2, 3)  # [kh, kw, cout, cin]
         pad = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
         if winograd.applies(g.shape, flipped.shape, (1, 1), pad):
-            return winograd.conv(g, flipped, helpers=1)
+            return onednn.winograd_conv(g, flipped, helpers=1)
         return onednn.conv(g, flipped, (1, 1), pad, 1, TRAIN_PARTS)
     return onednn.input_grad(g, w, x.shape, spec[0], spec[1], 1, TRAIN_PARTS)
 

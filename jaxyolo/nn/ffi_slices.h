@@ -20,6 +20,17 @@ struct Claims {
   std::atomic<bool> failed{false};
 };
 
+// How many slices Sliced(pool, n, parts, slice, helpers) runs: `parts` (at most n), or 1, all n rows, where no pool
+// task can help (a one-thread pool, no helpers, one part). Calls that keep a buffer per slice size them by it.
+inline int64_t UsableHelpers(xla::ffi::ThreadPool& pool, int64_t parts, int64_t helpers) {
+  return std::min<int64_t>(helpers, std::min<int64_t>(parts, pool.num_threads()) - 1);  // the caller takes one part
+}
+
+inline int64_t SliceCount(xla::ffi::ThreadPool& pool, int64_t n, int64_t parts, int64_t helpers = 1) {
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  return UsableHelpers(pool, parts, helpers) < 1 ? 1 : parts;
+}
+
 // A call's work as `parts` slices of `n` rows that the calling thread and `helpers` tasks on XLA's intra-op thread
 // pool claim one at a time: while XLA's other threads are busy the calling thread does every slice itself (the pool's
 // tasks find none left), and when one is idle it takes slices too. More OpenMP threads in one call would take cores
@@ -27,9 +38,9 @@ struct Claims {
 // (XLA:CPU hands ready thunks to other threads only past 8 of them). slice(i, lo, rows) -> ffi::Error.
 template <typename Slice>
 xla::ffi::Error Sliced(xla::ffi::ThreadPool& pool, int64_t n, int64_t parts, Slice slice, int64_t helpers = 1) {
-  parts = std::max<int64_t>(1, std::min(parts, n));
-  helpers = std::min<int64_t>(helpers, std::min<int64_t>(parts, pool.num_threads()) - 1);
-  if (helpers < 1) return slice(0, 0, n);
+  parts = SliceCount(pool, n, parts, helpers);
+  if (parts == 1) return slice(0, 0, n);
+  helpers = UsableHelpers(pool, parts, helpers);
   auto state = std::make_shared<Claims>();
   // A pool task may start after this call has returned (every slice taken): it then touches `state` alone.
   auto work = [state, n, parts, slice] {

@@ -193,8 +193,7 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh
   auto wd = dw->dimensions();
   if (!Nhwc(wd)) return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
   const int64_t w_size = wd[0] * wd[1] * wd[2] * wd[3];
-  if (x.dimensions().size() == 4) parts = std::min(parts, x.dimensions()[0]);  // as Sliced (RowSliced checks x)
-  parts = std::max<int64_t>(1, parts);
+  if (x.dimensions().size() == 4) parts = jaxyolo::SliceCount(pool, x.dimensions()[0], parts);  // RowSliced checks x
   auto partial = std::make_shared<std::vector<std::vector<float>>>(parts - 1);
   float* out = dw->typed_data();
   auto w_of = [partial, out, w_size](int64_t i) {
@@ -206,7 +205,6 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 gy, F32Out dw, int64_t sh
                            gy.typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
   if (e.failure()) return e;
   for (const auto& p : *partial) {
-    if (p.empty()) continue;  // a slice that did not run alone (one call on one pool thread)
     for (int64_t k = 0; k < w_size; ++k) out[k] += p[k];
   }
   return ffi::Error::Success();

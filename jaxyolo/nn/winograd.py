@@ -1,8 +1,8 @@
 """Winograd's F(2x2, 3x3) convolution on XLA:CPU (``winograd_conv.cc``): a 3x3, stride-1, 1-padded convolution, and
 its kernel gradient, in 16 matmuls over 2x2 output tiles, 2.25x fewer multiply-adds than the direct convolution.
-This module says which convolutions it computes; ``nn/cpu_conv.py`` decides where it is used (inference and train
-steps where jaxyolo's oneDNN extension is, ``nn/onednn.py``). ``JAXYOLO_WINOGRAD=off`` turns it off (for A/B
-comparisons)."""
+This module says which convolutions it computes (the calls: ``onednn.winograd_conv``, ``winograd_kernel_grad``);
+``nn/cpu_conv.py`` decides where it is used (inference and train steps where jaxyolo's oneDNN extension is,
+``nn/onednn.py``). ``JAXYOLO_WINOGRAD=off`` turns it off (for A/B comparisons)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,3 @@ def applies(x_shape, w_shape, strides, padding) -> bool:
     (n, h, w, _), (kh, kw, cin, cout) = x_shape, w_shape
     return ((kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
             and min(cin, cout) >= MIN_CHANNELS and n * -(-h // 2) * -(-w // 2) >= MIN_TILES)
-
-
-def conv(x, w, helpers: int = -1):
-    """The convolution ``applies`` accepts, on ``winograd_conv.cc``."""
-    from jaxyolo.nn import onednn
-
-    return onednn.winograd_conv(x, w, helpers)

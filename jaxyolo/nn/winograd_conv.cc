@@ -309,27 +309,22 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 g, F32Out dw, int64_t par
     return ffi::Error::Success();
   }
   if (helpers < 0) helpers = pool.num_threads() - 1;
-  parts = std::clamp<int64_t>(parts, 1, tiles);
+  parts = jaxyolo::SliceCount(pool, tiles, parts, helpers);
   std::unique_ptr<float[]> sums(new float[parts * 16 * lu]);  // each slice's, written by its first block
-  // Which slices ran: all `parts`, or one covering every tile where no pool thread can help (Sliced).
-  std::unique_ptr<char[]> ran(new char[parts]());
   const float *xp = x.typed_data(), *gp = g.typed_data();
   float* du = sums.get();
-  char* ran_p = ran.get();
   ffi::Error e = jaxyolo::Sliced(
       pool, tiles, parts,
-      [s, xp, gp, du, lu, ran_p](int64_t i, int64_t lo, int64_t count) {
-        ran_p[i] = 1;
+      [s, xp, gp, du, lu](int64_t i, int64_t lo, int64_t count) {
         return GradSums(s, xp, gp, du + i * 16 * lu, lu, lo, count);
       },
       helpers);
   if (e.failure()) return e;
   return jaxyolo::Sliced(
       pool, s.c, helpers + 1,
-      [s, du, lu, parts, ran_p, dwp](int64_t, int64_t lo, int64_t count) {
+      [s, du, lu, parts, dwp](int64_t, int64_t lo, int64_t count) {
         for (int64_t c = lo; c < lo + count; ++c) {
           for (int64_t p = 1; p < parts; ++p) {
-            if (!ran_p[p]) continue;
             for (int64_t k = 0; k < 16; ++k) {
               float* acc = du + k * lu + c * s.o;
               const float* add = du + p * 16 * lu + k * lu + c * s.o;
