@@ -149,6 +149,16 @@ struct Shape {
   int64_t th, tw;  // tiles down and across: ceil(h / 2), ceil(w / 2)
 };
 
+// Whether x [N, H, W, C], a 3x3 kernel [3, 3, C, O] and a map [N, H, W, O] (the output or its gradient) fit.
+bool Fits(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> wd, ffi::Span<const int64_t> yd) {
+  return xd.size() == 4 && wd.size() == 4 && yd.size() == 4 && wd[0] == 3 && wd[1] == 3 && wd[2] == xd[3] &&
+         yd[0] == xd[0] && yd[1] == xd[1] && yd[2] == xd[2] && yd[3] == wd[3];
+}
+
+Shape ShapeOf(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> wd) {
+  return Shape{xd[0], xd[1], xd[2], xd[3], wd[3], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+}
+
 // Tile t's 4x4 input window, row-major (tiles numbered image by image, row by row): pointers to its pixels' channels
 // in x, `outside` for the pixels off the map.
 void Window(const Shape& s, const float* x, int64_t t, const float* outside, const float** d) {
@@ -255,13 +265,11 @@ using F32Out = ffi::ResultBuffer<ffi::F32>;
 
 // helpers: pool tasks that take blocks beside the calling thread (< 0: one per other thread of XLA's pool; 0: none).
 ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t helpers) {
-  auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
-  if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3] ||
-      yd[0] != xd[0] || yd[1] != xd[1] || yd[2] != xd[2] || yd[3] != wd[3]) {
+  if (!Fits(x.dimensions(), w.dimensions(), y->dimensions())) {
     return ffi::Error::InvalidArgument(
         "jaxyolo Winograd convolution: expected x [N, H, W, C], w [3, 3, C, O] and y [N, H, W, O]");
   }
-  const Shape s{xd[0], xd[1], xd[2], xd[3], wd[3], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+  const Shape s = ShapeOf(x.dimensions(), w.dimensions());
   const int64_t tiles = s.n * s.th * s.tw;
   if (tiles == 0) return ffi::Error::Success();
   if (helpers < 0) helpers = pool.num_threads() - 1;  // the calling thread is one of them
@@ -295,13 +303,11 @@ ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t helpers
 // G^T (sum over tiles of V (.) (A g A^T)) G, the sums over `parts` slices of the tiles, each into a buffer of its
 // own (claimed like Forward's blocks), then added and transformed back by channel rows.
 ffi::Error KernelGrad(ffi::ThreadPool pool, F32 x, F32 g, F32Out dw, int64_t parts, int64_t helpers) {
-  auto xd = x.dimensions(), gd = g.dimensions(), wd = dw->dimensions();
-  if (xd.size() != 4 || gd.size() != 4 || wd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3] ||
-      gd[0] != xd[0] || gd[1] != xd[1] || gd[2] != xd[2] || gd[3] != wd[3]) {
+  if (!Fits(x.dimensions(), dw->dimensions(), g.dimensions())) {
     return ffi::Error::InvalidArgument(
         "jaxyolo Winograd kernel gradient: expected x [N, H, W, C], g [N, H, W, O] and dw [3, 3, C, O]");
   }
-  const Shape s{xd[0], xd[1], xd[2], xd[3], wd[3], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+  const Shape s = ShapeOf(x.dimensions(), dw->dimensions());
   const int64_t tiles = s.n * s.th * s.tw, lu = s.c * s.o + kPlanePad;
   float* dwp = dw->typed_data();
   if (tiles == 0) {
