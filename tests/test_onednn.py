@@ -56,6 +56,10 @@ def test_forward_and_kernel_gradient_are_the_convolutions(case):
         dw = jax.jit(lambda a, c, t=threads, p=parts: onednn.kernel_grad(a, c, w.shape, strides, padding, t, p))(x, g)
         assert dw.shape == w.shape
         np.testing.assert_allclose(dw, vjp(g)[0], rtol=1e-5, atol=1e-4)
+    # inference's forward pass (parts=0): a slice per thread of XLA's pool where the batch fills them (on 2+ cores
+    # the batches of 2-5 here), else (batch 1) one call on OpenMP's threads
+    got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding, 0, 0))(x, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def _custom_calls(text: str) -> set[str]:

@@ -222,7 +222,7 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
 KERNEL_GRAD_PARTS = 4  # batch slices of a oneDNN kernel gradient, taken by whichever of XLA's threads are free
 TRAIN_PARTS = 8  # batch slices of the train step's oneDNN forward convolutions and input gradients (one thread each)
-FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions (``_sliced_conv``); 0: OpenMP's default
+FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions of one image (``_sliced_conv``); 0: all
 FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
 # there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
 
@@ -252,13 +252,16 @@ def _sliced_conv(x, w, spec):
     (benchmarks/RESULTS.md, session 23). 3x3 stride-1 ones that ``winograd.applies`` to by Winograd's F(2x2, 3x3)
     (``onednn.winograd_conv``): 2.25x fewer multiply-adds, alone 1.1-1.4x faster than oneDNN's direct convolution on
     2 cores at batch 32; inference batch 32 yolov8n/s-cls@224 ~12% and @64 12-16% faster (benchmarks/RESULTS.md,
-    session 30). In a train step, see ``_sliced_conv_fwd``."""
+    session 30). The others on oneDNN's direct convolution in batch slices, one per thread of XLA's pool, all taking
+    slices (``parts=0``; one image: one call on OpenMP's threads): OpenMP's team spun beside XLA's threads, which run
+    the ops around the call (yolov8n-cls@64 batch 32 ~11% faster, the other rows within 2%; session 31). In a train
+    step, see ``_sliced_conv_fwd``."""
     if _inference_onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
         if winograd.applies(x.shape, w.shape, spec[0], spec[1]):
             return onednn.winograd_conv(x, w)
-        return onednn.conv(x, w, spec[0], spec[1], FORWARD_THREADS)
+        return onednn.conv(x, w, spec[0], spec[1], FORWARD_THREADS, parts=0)
     return _plain_conv(x, w, spec)
 
 

@@ -158,7 +158,8 @@ bool Nhwc(ffi::Span<const int64_t> d) { return d.size() == 4; }
 template <typename WeightsOf>
 ffi::Error RowSliced(Kind kind, ffi::ThreadPool& pool, ffi::Span<const int64_t> xd, float* xp,
                      ffi::Span<const int64_t> wd, WeightsOf w_of, ffi::Span<const int64_t> yd, float* yp, int64_t sh,
-                     int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+                     int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t threads, int64_t parts,
+                     int64_t helpers = 1) {
   if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(yd) || xd[0] != yd[0]) {
     return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
   }
@@ -169,14 +170,23 @@ ffi::Error RowSliced(Kind kind, ffi::ThreadPool& pool, ffi::Span<const int64_t> 
     return Run(kind, ffi::Span<const int64_t>(xs, 4), ffi::Span<const int64_t>(wv.data(), 4),
                ffi::Span<const int64_t>(ys, 4), xp + lo * xa[1] * xa[2] * xa[3], w_of(i),
                yp + lo * ya[1] * ya[2] * ya[3], sh, sw, pt, pb, pl, pr, threads);
-  });
+  }, helpers);
 }
 
+// parts == 0 (inference executables): one single-thread slice per thread of XLA's pool, every pool thread helping,
+// when the batch has an image for each; otherwise (batch 1) one call on `threads` OpenMP threads. OpenMP's team would
+// spin beside XLA's threads, which run the ops around the call.
 ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                    int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  int64_t helpers = 1;
+  if (parts == 0) {
+    const int64_t team = pool.num_threads(), n = x.dimensions().size() == 4 ? x.dimensions()[0] : 0;
+    parts = team > 1 && n >= team ? team : 1;
+    if (parts > 1) threads = 1, helpers = parts - 1;
+  }
   float* wp = w.typed_data();
   return RowSliced(kForward, pool, x.dimensions(), x.typed_data(), w.dimensions(), [wp](int64_t) { return wp; },
-                   y->dimensions(), y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts);
+                   y->dimensions(), y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts, helpers);
 }
 
 ffi::Error InputGrad(ffi::ThreadPool pool, F32 gy, F32 w, F32Out dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
