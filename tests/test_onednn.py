@@ -91,6 +91,7 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     small = inference_jit(lambda v, a: v8n.module.apply(v, a)).lower(v8n.variables, x).as_text()
     assert not _custom_calls(small)  # every convolution under FORWARD_MIN_MACS: XLA's
     monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 0)
+    monkeypatch.setattr(cpu_conv, "SLICED_MIN_MACS", 0)
     fn, params = _loss_grads(v8n, x)
     train_hlo = fn.lower(params).as_text()
     assert _custom_calls(train_hlo) == set(onednn.TARGETS) - {"JaxyoloWinogradFwd", "JaxyoloWinogradKernelGrad"}
@@ -123,6 +124,22 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):  # every convolution's sums reassociated, and
         # the differences carried back through ~20 layers: elements near zero may differ by ~1e-5 of the largest
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5 * float(jnp.abs(b).max()) + 1e-7)
+
+
+def test_inference_floor_is_lower_where_the_batch_is_sliced(monkeypatch):
+    """An inference convolution of 10-20M multiply-adds runs on oneDNN when its batch has an image per core (sliced
+    on XLA's pool, no OpenMP fork/join: SLICED_MIN_MACS), and stays XLA's when the batch is smaller than the cores
+    (FORWARD_MIN_MACS)."""
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    conv = cpu_conv.conv_impl(3, 2, 1, 1, (32, 32), cin=16)
+    x = jax.ShapeDtypeStruct((24, 32, 32, 16), jnp.float32)  # 3x3 stride 2, 16 -> 16: 14.2M multiply-adds
+    w = jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32)
+    assert cpu_conv.SLICED_MIN_MACS <= 24 * 16 * 16 * 16 * 144 < cpu_conv.FORWARD_MIN_MACS
+    for cores, calls in ((2, {"JaxyoloConvFwd"}), (24, {"JaxyoloConvFwd"}), (32, set()), (1, set())):
+        monkeypatch.setattr(cpu_conv, "host_cores", lambda c=cores: c)
+        infer = inference_jit(lambda a, b: conv(a, b, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN))
+        assert _custom_calls(infer.lower(x, w).as_text()) == calls, cores
 
 
 def test_exported_graphs_hold_no_custom_calls(v8n):

@@ -225,6 +225,8 @@ TRAIN_PARTS = 8  # batch slices of the train step's oneDNN forward convolutions 
 FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions of one image (``_sliced_conv``); 0: all
 FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
 # there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
+SLICED_MIN_MACS = 10_000_000  # the same for batches with an image per core, which oneDNN runs in slices on XLA's
+# pool (``onednn.conv``'s parts=0), no OpenMP: yolov8n-cls@64 batch 32's stem and 16-channel 3x3 convolutions ~5%
 
 
 def _onednn(x, w, spec) -> bool:
@@ -267,10 +269,12 @@ def _sliced_conv(x, w, spec):
 
 def _inference_onednn(x, w, spec) -> bool:
     """Whether this convolution, traced for inference (``inference_jit``), runs on oneDNN: where available
-    (``_onednn``), when at least ``FORWARD_MIN_MACS`` or when Winograd's F(2x2, 3x3) ``winograd.applies`` to it."""
+    (``_onednn``), when at least ``FORWARD_MIN_MACS`` (``SLICED_MIN_MACS`` for a batch of an image per core or more)
+    or when Winograd's F(2x2, 3x3) ``winograd.applies`` to it."""
     if not _INFERENCE.get() or not _onednn(x, w, spec):
         return False
-    return _macs(x, w, spec) >= FORWARD_MIN_MACS or winograd.applies(x.shape, w.shape, spec[0], spec[1])
+    floor = SLICED_MIN_MACS if x.shape[0] >= host_cores() > 1 else FORWARD_MIN_MACS
+    return _macs(x, w, spec) >= floor or winograd.applies(x.shape, w.shape, spec[0], spec[1])
 
 
 def _sliced_conv_fwd(x, w, spec):
@@ -442,8 +446,9 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch slices
       that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224 train step
       ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28); in inference
-      executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224,
-      batch 32: 13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
+      executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS``, or
+      ``SLICED_MIN_MACS`` for batches sliced over the cores (``_inference_onednn``; yolov8n-cls@224, batch 32:
+      13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
       (``nn/winograd.py``: train steps 1-12%, inference 12-16% faster). Without oneDNN, their kernel gradient computed
       over batch slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a
       sharded batch would be resharded; with several devices the kernel gradient is the convolution's own): yolov8n-cls
