@@ -20,6 +20,9 @@ pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu" or jax.device_cou
 _DN = ("NHWC", "HWIO", "NHWC")
 _CASES = [  # batch, h, w, cin, cout, k, strides, padding
     (5, 9, 8, 6, 7, 3, (1, 1), ((1, 1), (1, 1))),
+    (2, 7, 6, 4, 5, 3, (2, 2), ((1, 1), (1, 1))),  # 7 rows, stride 2: the last band's bottom padding is read
+    (1, 2, 5, 3, 4, 3, (1, 1), ((1, 1), (1, 1))),  # 2 output rows: a band each
+    (1, 8, 6, 3, 4, 3, (2, 2), ((1, 1), (1, 1))),  # 8 rows, stride 2: the bottom padding is never read
     (3, 10, 11, 16, 8, 3, (2, 2), ((1, 1), (1, 1))),
     (2, 7, 10, 5, 4, 3, (2, 2), ((0, 1), (1, 0))),
     (1, 12, 9, 8, 24, 5, (3, 2), ((2, 1), (2, 2))),
@@ -56,10 +59,11 @@ def test_forward_and_kernel_gradient_are_the_convolutions(case):
         dw = jax.jit(lambda a, c, t=threads, p=parts: onednn.kernel_grad(a, c, w.shape, strides, padding, t, p))(x, g)
         assert dw.shape == w.shape
         np.testing.assert_allclose(dw, vjp(g)[0], rtol=1e-5, atol=1e-4)
-    # inference's forward pass (parts=0): a slice per thread of XLA's pool where the batch fills them (on 2+ cores
-    # the batches of 2-5 here), else (batch 1) one call on OpenMP's threads
-    got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding, 0, 0))(x, w)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # inference's forward pass (parts=0), sliced over XLA's pool: on 2+ cores batches of 2-5 in batch slices, one
+    # image in bands of output rows (each reading its input rows, padded at the image's edges only)
+    for m in sorted({n, 1}):
+        got = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding, 0, 0))(x[:m], w)
+        np.testing.assert_allclose(got, want[:m], rtol=1e-5, atol=1e-4)
 
 
 def _custom_calls(text: str) -> set[str]:
@@ -88,10 +92,10 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
         pytest.skip("oneDNN extension not available")
     monkeypatch.setenv("JAXYOLO_WINOGRAD", "off")  # oneDNN's direct convolutions here; Winograd's: test_winograd.py
     x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
+    monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 10**9)
     small = inference_jit(lambda v, a: v8n.module.apply(v, a)).lower(v8n.variables, x).as_text()
     assert not _custom_calls(small)  # every convolution under FORWARD_MIN_MACS: XLA's
     monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 0)
-    monkeypatch.setattr(cpu_conv, "SLICED_MIN_MACS", 0)
     fn, params = _loss_grads(v8n, x)
     train_hlo = fn.lower(params).as_text()
     assert _custom_calls(train_hlo) == set(onednn.TARGETS) - {"JaxyoloWinogradFwd", "JaxyoloWinogradKernelGrad"}
@@ -126,20 +130,19 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5 * float(jnp.abs(b).max()) + 1e-7)
 
 
-def test_inference_floor_is_lower_where_the_batch_is_sliced(monkeypatch):
-    """An inference convolution of 10-20M multiply-adds runs on oneDNN when its batch has an image per core (sliced
-    on XLA's pool, no OpenMP fork/join: SLICED_MIN_MACS), and stays XLA's when the batch is smaller than the cores
-    (FORWARD_MIN_MACS)."""
+def test_inference_convolutions_from_forward_min_macs_run_on_onednn():
+    """An inference convolution of at least FORWARD_MIN_MACS multiply-adds runs on oneDNN, a smaller one stays XLA's,
+    whatever the batch (slices of a batch, or bands of rows where the batch is smaller than XLA's pool)."""
     if not onednn.available():
         pytest.skip("oneDNN extension not available")
     conv = cpu_conv.conv_impl(3, 2, 1, 1, (32, 32), cin=16)
-    x = jax.ShapeDtypeStruct((24, 32, 32, 16), jnp.float32)  # 3x3 stride 2, 16 -> 16: 14.2M multiply-adds
     w = jax.ShapeDtypeStruct((3, 3, 16, 16), jnp.float32)
-    assert cpu_conv.SLICED_MIN_MACS <= 24 * 16 * 16 * 16 * 144 < cpu_conv.FORWARD_MIN_MACS
-    for cores, calls in ((2, {"JaxyoloConvFwd"}), (24, {"JaxyoloConvFwd"}), (32, set()), (1, set())):
-        monkeypatch.setattr(cpu_conv, "host_cores", lambda c=cores: c)
+    macs = 16 * 16 * 16 * 144  # per image: 3x3 stride 2, 16 -> 16, 32x32 -> 16x16
+    for n in (1, 4, 32):
         infer = inference_jit(lambda a, b: conv(a, b, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN))
-        assert _custom_calls(infer.lower(x, w).as_text()) == calls, cores
+        text = infer.lower(jax.ShapeDtypeStruct((n, 32, 32, 16), jnp.float32), w).as_text()
+        assert _custom_calls(text) == ({"JaxyoloConvFwd"} if n * macs >= cpu_conv.FORWARD_MIN_MACS else set()), n
+    assert macs < cpu_conv.FORWARD_MIN_MACS <= 32 * macs
 
 
 def test_exported_graphs_hold_no_custom_calls(v8n):

@@ -222,11 +222,11 @@ def _phase_input_grad(g, w, x_shape, strides, padding, precision):
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
 KERNEL_GRAD_PARTS = 4  # batch slices of a oneDNN kernel gradient, taken by whichever of XLA's threads are free
 TRAIN_PARTS = 8  # batch slices of the train step's oneDNN forward convolutions and input gradients (one thread each)
-FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions of one image (``_sliced_conv``); 0: all
-FORWARD_MIN_MACS = 20_000_000  # smaller inference convolutions stay XLA's: oneDNN's OpenMP fork/join costs more
-# there (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms, at 64 px 1.25 -> 1.6 ms; yolov8s-cls@224 batch 1 gains)
-SLICED_MIN_MACS = 10_000_000  # the same for batches with an image per core, which oneDNN runs in slices on XLA's
-# pool (``onednn.conv``'s parts=0), no OpenMP: yolov8n-cls@64 batch 32's stem and 16-channel 3x3 convolutions ~5%
+FORWARD_THREADS = 0  # OpenMP threads of oneDNN's inference convolutions where XLA's pool has one thread; 0: all
+FORWARD_MIN_MACS = 2_000_000  # smaller inference convolutions stay XLA's. oneDNN's run in slices on XLA's pool (batch
+# slices, or bands of rows for batches smaller than the pool: ``onednn.conv``'s parts=0); on OpenMP's threads the
+# floor was 20M, whose fork/join cost more below it (yolov8n-cls batch 1 at 224 px: 4.0 -> 4.4 ms). At 2M:
+# yolov8n-cls@224 batch 1 ~7%, yolov8n-cls@64 batch 32 ~5% faster than at 20M (benchmarks/RESULTS.md, session 31)
 
 
 def _onednn(x, w, spec) -> bool:
@@ -254,10 +254,11 @@ def _sliced_conv(x, w, spec):
     (benchmarks/RESULTS.md, session 23). 3x3 stride-1 ones that ``winograd.applies`` to by Winograd's F(2x2, 3x3)
     (``onednn.winograd_conv``): 2.25x fewer multiply-adds, alone 1.1-1.4x faster than oneDNN's direct convolution on
     2 cores at batch 32; inference batch 32 yolov8n/s-cls@224 ~12% and @64 12-16% faster (benchmarks/RESULTS.md,
-    session 30). The others on oneDNN's direct convolution in batch slices, one per thread of XLA's pool, all taking
-    slices (``parts=0``; one image: one call on OpenMP's threads): OpenMP's team spun beside XLA's threads, which run
-    the ops around the call (yolov8n-cls@64 batch 32 ~11% faster, the other rows within 2%; session 31). In a train
-    step, see ``_sliced_conv_fwd``."""
+    session 30). The others on oneDNN's direct convolution in slices that every thread of XLA's pool takes, batch
+    slices or, for batches smaller than the pool, bands of output rows (``parts=0``): on OpenMP's threads, its team
+    spun beside XLA's threads, which run the ops around the call (yolov8n-cls@64 batch 32 ~11%, yolov8s-cls@224
+    batch 1 ~10% faster, the other rows within 2%; benchmarks/RESULTS.md, session 31). In a train step, see
+    ``_sliced_conv_fwd``."""
     if _inference_onednn(x, w, spec):
         from jaxyolo.nn import onednn
 
@@ -269,12 +270,10 @@ def _sliced_conv(x, w, spec):
 
 def _inference_onednn(x, w, spec) -> bool:
     """Whether this convolution, traced for inference (``inference_jit``), runs on oneDNN: where available
-    (``_onednn``), when at least ``FORWARD_MIN_MACS`` (``SLICED_MIN_MACS`` for a batch of an image per core or more)
-    or when Winograd's F(2x2, 3x3) ``winograd.applies`` to it."""
+    (``_onednn``), when at least ``FORWARD_MIN_MACS`` or when Winograd's F(2x2, 3x3) ``winograd.applies`` to it."""
     if not _INFERENCE.get() or not _onednn(x, w, spec):
         return False
-    floor = SLICED_MIN_MACS if x.shape[0] >= host_cores() > 1 else FORWARD_MIN_MACS
-    return _macs(x, w, spec) >= floor or winograd.applies(x.shape, w.shape, spec[0], spec[1])
+    return _macs(x, w, spec) >= FORWARD_MIN_MACS or winograd.applies(x.shape, w.shape, spec[0], spec[1])
 
 
 def _sliced_conv_fwd(x, w, spec):
@@ -446,9 +445,8 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       (``nn/onednn.py``), in the train step on oneDNN: forward pass, input and kernel gradient, each in batch slices
       that XLA's threads take as they come free (``_sliced_conv_fwd``, ``_sliced_conv_bwd``: yolov8n-cls@224 train step
       ~14% faster for the kernel gradients, another ~15-20% for slicing them and the rest, session 28); in inference
-      executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS``, or
-      ``SLICED_MIN_MACS`` for batches sliced over the cores (``_inference_onednn``; yolov8n-cls@224, batch 32:
-      13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
+      executables (``inference_jit``) their forward pass on oneDNN when at least ``FORWARD_MIN_MACS`` (yolov8n-cls@224,
+      batch 32: 13-23% more images/s). 3x3 stride-1 ones of >= 32 channels by Winograd's F(2x2, 3x3) on oneDNN's matmul
       (``nn/winograd.py``: train steps 1-12%, inference 12-16% faster). Without oneDNN, their kernel gradient computed
       over batch slices that XLA runs side by side (``_sliced_conv_bwd``), in single-device processes (a slice of a
       sharded batch would be resharded; with several devices the kernel gradient is the convolution's own): yolov8n-cls

@@ -94,8 +94,9 @@ def conv(x, w, strides, padding, threads: int = 0, parts: int = 1):
     """``lax.conv_general_dilated(x, w, strides, padding)`` for float32 NHWC ``x`` and HWIO ``w`` (explicit
     ``((top, bottom), (left, right))`` padding), on oneDNN with ``threads`` OpenMP threads (0: OpenMP's default), in
     ``parts`` batch slices that the calling thread and a task on XLA's thread pool take one at a time
-    (``onednn_conv.cc``). ``parts=0`` (inference executables): one single-thread slice per thread of XLA's pool, all
-    of them taking slices, when the batch has an image for each; otherwise one call on ``threads`` threads."""
+    (``onednn_conv.cc``). ``parts=0`` (inference executables): single-thread slices that every thread of XLA's pool
+    takes, one per thread: batch slices, or where the batch is smaller than the pool bands of output rows of each
+    image; with a one-thread pool, one call on ``threads`` threads."""
     from jaxyolo.nn.cpu_conv import conv_out_hw
 
     ho, wo = conv_out_hw(x.shape[1:3], w.shape[:2], strides, padding)

@@ -173,18 +173,44 @@ ffi::Error RowSliced(Kind kind, ffi::ThreadPool& pool, ffi::Span<const int64_t> 
   }, helpers);
 }
 
-// parts == 0 (inference executables): one single-thread slice per thread of XLA's pool, every pool thread helping,
-// when the batch has an image for each; otherwise (batch 1) one call on `threads` OpenMP threads. OpenMP's team would
-// spin beside XLA's threads, which run the ops around the call.
+// Inference (parts == 0): one single-thread slice per thread of XLA's pool, every pool thread taking slices, so no
+// OpenMP team spins beside XLA's threads, which run the ops around the call. A batch with an image per pool thread is
+// cut into batch slices, a smaller one into bands of output rows per image (each band reads its input rows and pads
+// only at the image's edges).
+ffi::Error Bands(ffi::ThreadPool& pool, F32& x, F32& w, F32Out& y, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                 int64_t pr, int64_t team) {
+  auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
+  if (!Nhwc(xd) || !Nhwc(wd) || !Nhwc(yd) || xd[0] != yd[0]) {
+    return ffi::Error::InvalidArgument("jaxyolo oneDNN convolution: operands must be NHWC/HWIO (rank 4)");
+  }
+  const int64_t n = xd[0], h = xd[1], ho = yd[1], kh = wd[0];
+  const int64_t bands = std::min(ho, (team + n - 1) / n);
+  const int64_t x_row = xd[2] * xd[3], y_row = yd[2] * yd[3];
+  const std::array<int64_t, 4> xa{1, 0, xd[2], xd[3]}, ya{1, 0, yd[2], yd[3]}, wa{wd[0], wd[1], wd[2], wd[3]};
+  float *xp = x.typed_data(), *wp = w.typed_data(), *yp = y->typed_data();
+  return Sliced(pool, n * bands, n * bands, [=](int64_t i, int64_t, int64_t) {
+    const int64_t img = i / bands, b = i % bands, r0 = ho * b / bands, r1 = ho * (b + 1) / bands;
+    const int64_t top = r0 * sh - pt, bottom = (r1 - 1) * sh - pt + kh - 1;  // input rows the band reads
+    const int64_t lo = std::max<int64_t>(0, top), hi = std::min(h - 1, bottom);
+    std::array<int64_t, 4> xs = xa, ys = ya;
+    xs[1] = hi - lo + 1;
+    ys[1] = r1 - r0;
+    return Run(kForward, ffi::Span<const int64_t>(xs.data(), 4), ffi::Span<const int64_t>(wa.data(), 4),
+               ffi::Span<const int64_t>(ys.data(), 4), xp + (img * h + lo) * x_row, wp, yp + (img * ho + r0) * y_row,
+               sh, sw, lo - top, bottom - hi, pl, pr, 1);
+  }, team - 1);
+}
+
 ffi::Error Forward(ffi::ThreadPool pool, F32 x, F32 w, F32Out y, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                    int64_t pl, int64_t pr, int64_t threads, int64_t parts) {
+  float* wp = w.typed_data();
   int64_t helpers = 1;
   if (parts == 0) {
     const int64_t team = pool.num_threads(), n = x.dimensions().size() == 4 ? x.dimensions()[0] : 0;
-    parts = team > 1 && n >= team ? team : 1;
+    if (team > 1 && n > 0 && n < team) return Bands(pool, x, w, y, sh, sw, pt, pl, pr, team);
+    parts = team > 1 ? team : 1;
     if (parts > 1) threads = 1, helpers = parts - 1;
   }
-  float* wp = w.typed_data();
   return RowSliced(kForward, pool, x.dimensions(), x.typed_data(), w.dimensions(), [wp](int64_t) { return wp; },
                    y->dimensions(), y->typed_data(), sh, sw, pt, pb, pl, pr, threads, parts, helpers);
 }
