@@ -1,5 +1,5 @@
-"""Builds jaxyolo's oneDNN convolution extension (``jaxyolo/nn/onednn_conv.cc``, ``winograd_conv.cc``, Linux
-x86_64); the rest of the package is declared in pyproject.toml. The extension is optional: where it cannot be built
+"""Builds jaxyolo's oneDNN convolution extension (``jaxyolo/nn/onednn_conv.cc``, ``winograd_conv.cc``,
+``matmul.cc``; Linux x86_64); the rest of the package is declared in pyproject.toml. The extension is optional: where it cannot be built
 the install goes on and jaxyolo uses XLA's own convolutions (``jaxyolo/nn/onednn.py``)."""
 
 import platform
@@ -22,7 +22,8 @@ ext_modules = []
 if platform.system() == "Linux" and platform.machine() == "x86_64":
     try:
         ext_modules.append(Extension(
-            "jaxyolo.nn._onednn_conv", ["jaxyolo/nn/onednn_conv.cc", "jaxyolo/nn/winograd_conv.cc"],
+            "jaxyolo.nn._onednn_conv",
+            ["jaxyolo/nn/onednn_conv.cc", "jaxyolo/nn/winograd_conv.cc", "jaxyolo/nn/matmul.cc"],
             depends=["jaxyolo/nn/ffi_slices.h"], include_dirs=_include_dirs(),
             libraries=["gomp"],  # omp_set_num_threads; the dnnl_* symbols resolve from libdnnl, loaded first at run time
             extra_compile_args=["-std=c++17", "-O2", "-fopenmp-simd", "-w"], language="c++", optional=True))

@@ -94,14 +94,19 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     x = jnp.asarray(np.random.default_rng(1).random((3, 48, 48, 3), dtype=np.float32))
     monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 10**9)
     small = inference_jit(lambda v, a: v8n.module.apply(v, a)).lower(v8n.variables, x).as_text()
-    assert not _custom_calls(small)  # every convolution under FORWARD_MIN_MACS: XLA's
+    assert _custom_calls(small) == {"JaxyoloMatmul"}  # every convolution under FORWARD_MIN_MACS: XLA's
     monkeypatch.setattr(cpu_conv, "FORWARD_MIN_MACS", 0)
     fn, params = _loss_grads(v8n, x)
     train_hlo = fn.lower(params).as_text()
-    assert _custom_calls(train_hlo) == set(onednn.TARGETS) - {"JaxyoloWinogradFwd", "JaxyoloWinogradKernelGrad"}
+    assert _custom_calls(train_hlo) == set(onednn.TARGETS) - {"JaxyoloWinogradFwd", "JaxyoloWinogradKernelGrad",
+                                                              "JaxyoloMatmul"}
     infer = inference_jit(lambda v, a: v8n.module.apply(v, a))
     infer_hlo = infer.lower(v8n.variables, x).as_text()
-    assert _custom_calls(infer_hlo) == {"JaxyoloConvFwd"}
+    assert _custom_calls(infer_hlo) == {"JaxyoloConvFwd", "JaxyoloMatmul"}
+    # inference matmuls: the 1x1 convolutions (C2f's cv1 and cv2 x 4, the head's), the im2col one (the strided
+    # 3x3 -> 2x2) and the head's Linear
+    assert len(re.findall(r"@JaxyoloMatmul", infer_hlo)) == 11
+    assert re.search(r"@JaxyoloMatmul[^\n]*\(tensor<3x1280xf32>, tensor<1280x10xf32>\)", infer_hlo)
     # the RGB stem too (a direct sum where oneDNN is not used): in the train step its forward pass and kernel
     # gradient (the image's gradient is never formed), in inference its forward pass
     def stem(text):
@@ -128,6 +133,30 @@ def test_model_uses_onednn_where_cpu_conv_says_and_matches_xla(v8n, monkeypatch)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):  # every convolution's sums reassociated, and
         # the differences carried back through ~20 layers: elements near zero may differ by ~1e-5 of the largest
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5 * float(jnp.abs(b).max()) + 1e-7)
+
+
+@pytest.mark.parametrize("m,k,n", [(64, 48, 32), (37, 20, 70), (1, 1280, 1000), (3, 64, 40), (2, 8, 20), (1, 5, 1)])
+def test_matmul_is_the_product(m, k, n):
+    """onednn.matmul over row slices (enough rows for every pool thread) or column slices (a few rows: a batch-1
+    head), uneven ones included, and a leading batch shape."""
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    rng = np.random.default_rng(m * k + n)
+    x = jnp.asarray(rng.standard_normal((m, k)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, n)), jnp.float32)
+    want = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+    np.testing.assert_allclose(jax.jit(onednn.matmul)(x, w), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    got = jax.jit(onednn.matmul)(x.reshape(1, m, 1, k), w)
+    assert got.shape == (1, m, 1, n)
+    np.testing.assert_allclose(got.reshape(m, n), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_matmul_rejects_mismatched_operands():
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    call = jax.ffi.ffi_call("JaxyoloMatmul", jax.ShapeDtypeStruct((4, 5), jnp.float32))
+    with pytest.raises(Exception, match="x \\[M, K\\], w \\[K, N\\]"):
+        jax.jit(call)(jnp.ones((4, 3)), jnp.ones((2, 5))).block_until_ready()
 
 
 def test_inference_convolutions_from_forward_min_macs_run_on_onednn():

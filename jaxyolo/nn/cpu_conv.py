@@ -76,10 +76,33 @@ def _pointwise_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, r
     return _pointwise_dot(lhs, rhs[0, 0], precision)
 
 
+def inference_dot(x, w, precision=None):
+    """``x [..., K] @ w [K, N]``. Traced for inference (``inference_jit``) in float32 in single-device processes where
+    oneDNN is available, on its sgemm in single-thread slices that every thread of XLA's pool takes
+    (``onednn.matmul``): XLA:CPU's dot splits these few-row matmuls (1x1 convolutions of small maps, the head's
+    Linear) less well. yolov8n/s-cls@64 batch 32 6-8%, batch 1 5-13% faster, 224 px batch 32 equal
+    (benchmarks/RESULTS.md, session 31)."""
+    if (_INFERENCE.get() and x.dtype == jnp.float32 and w.dtype == jnp.float32 and w.ndim == 2 and x.ndim >= 1
+            and cpu_lowerings() and jax.device_count() == 1):
+        from jaxyolo.nn import onednn
+
+        if onednn.available():
+            return onednn.matmul(x, w)
+    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+
+
+def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """``lax.dot_general`` for ``nn.Dense``: its ``x [..., K] @ w [K, N]`` by ``inference_dot``."""
+    if dimension_numbers == (((lhs.ndim - 1,), (0,)), ((), ())) and preferred_element_type is None:
+        return inference_dot(lhs, rhs, precision)
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                           preferred_element_type=preferred_element_type)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _pointwise_dot(x, w, precision=None):
     """``x [..., C] @ w [C, D]``, with its gradients written out (``_pointwise_dot_bwd``)."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+    return inference_dot(x, w, precision)
 
 
 def _pointwise_dot_fwd(x, w, precision):
@@ -131,7 +154,7 @@ def _patches_matmul(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs
         kernel = rhs.reshape(kh * kw * rhs.shape[2], rhs.shape[3])
     else:
         kernel = jnp.concatenate([rhs[i, j] for i, j in taps], axis=0)
-    return lax.dot_general(cols, kernel, (((3,), (0,)), ((), ())), precision=precision)
+    return inference_dot(cols, kernel, precision)
 
 
 def _f32_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,

@@ -4,6 +4,8 @@
 #ifndef JAXYOLO_NN_FFI_SLICES_H_
 #define JAXYOLO_NN_FFI_SLICES_H_
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -58,6 +60,17 @@ xla::ffi::Error Sliced(xla::ffi::ThreadPool& pool, int64_t n, int64_t parts, Sli
   while (state->finished.load(std::memory_order_acquire) < parts) std::this_thread::yield();  // a slice in flight
   return state->failed ? xla::ffi::Error::Internal("jaxyolo convolution: a slice failed") : xla::ffi::Error::Success();
 }
+
+// oneDNN's OpenMP team for a scope: this thread alone (the other cores take other slices). OpenMP's team size is a
+// per-thread setting that oneDNN's calls on this thread read too: restored when the scope ends.
+class OneThreadTeam {
+ public:
+  OneThreadTeam() : team_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneThreadTeam() { omp_set_num_threads(team_); }
+
+ private:
+  int team_;
+};
 
 }  // namespace jaxyolo
 

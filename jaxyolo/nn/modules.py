@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxyolo.nn.cpu_conv import conv_impl
+from jaxyolo.nn.cpu_conv import conv_impl, dense_dot_general
 from jaxyolo.nn.cpu_pool import global_avg_pool
 from jaxyolo.nn.norm import BatchNorm
 
@@ -238,7 +238,7 @@ class Classify(nn.Module):
         x = global_avg_pool(x)
         x = nn.Dropout(self.dropout, deterministic=not train, name="drop")(x)
         x = nn.Dense(self.c2, dtype=self.dtype, kernel_init=torch_kernel_init, bias_init=_torch_bias_init(self.c_),
-                     name="linear")(x)
+                     dot_general=dense_dot_general, name="linear")(x)
         x = x.astype(jnp.float32)
         return x if (train if logits is None else logits) else jax.nn.softmax(x, axis=-1)
 

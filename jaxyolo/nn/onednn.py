@@ -1,5 +1,6 @@
-"""oneDNN's convolution kernels inside XLA:CPU executables, as XLA FFI custom calls (``onednn_conv.cc``), and
-jaxyolo's Winograd convolution on oneDNN's matmul (``winograd_conv.cc``).
+"""oneDNN's convolution kernels inside XLA:CPU executables, as XLA FFI custom calls (``onednn_conv.cc``),
+jaxyolo's Winograd convolution on oneDNN's matmul (``winograd_conv.cc``) and inference matmuls on it
+(``matmul.cc``).
 
 XLA:CPU's own 3x3 convolutions are the largest part of yolov8n-cls's train step and inference at 224 px; oneDNN
 (Intel's CPU deep-learning library, the ``onednn-cpu-gomp`` wheel: oneDNN 3.2 with GNU OpenMP) computes the kernel
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # the FFI targets, by the names traced programs call them
 TARGETS = ("JaxyoloConvFwd", "JaxyoloConvBwdData", "JaxyoloConvBwdWeights", "JaxyoloWinogradFwd",
-           "JaxyoloWinogradKernelGrad")
+           "JaxyoloWinogradKernelGrad", "JaxyoloMatmul")
 _RUNTIME = "onednn-cpu-gomp"  # the distribution holding libdnnl.so.3
 
 
@@ -136,3 +137,11 @@ def winograd_kernel_grad(x, g, w_shape, parts: int = 1, helpers: int = -1):
     out = jax.ShapeDtypeStruct(tuple(w_shape), x.dtype)
     return jax.ffi.ffi_call("JaxyoloWinogradKernelGrad", out, vmap_method="sequential")(
         x, g, parts=np.int64(parts), helpers=np.int64(helpers))
+
+
+def matmul(x, w):
+    """``x @ w`` for float32 ``x [..., K]`` and ``w [K, N]`` on oneDNN's sgemm (``matmul.cc``), in single-thread
+    slices that every thread of XLA's pool takes: rows of ``x``, or for a few rows columns of ``w``."""
+    x2 = x.reshape(-1, x.shape[-1])
+    out = jax.ShapeDtypeStruct((x2.shape[0], w.shape[1]), x.dtype)
+    return jax.ffi.ffi_call("JaxyoloMatmul", out, vmap_method="sequential")(x2, w).reshape(*x.shape[:-1], w.shape[1])

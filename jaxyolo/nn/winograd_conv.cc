@@ -26,6 +26,7 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using jaxyolo::OneThreadTeam;
 
 namespace {
 
@@ -192,17 +193,6 @@ float* Grow(std::vector<float>& buffer, int64_t n, bool fill = false) {
   }
   return buffer.data();
 }
-
-// sgemm's OpenMP team for a scope: this thread alone (the other cores take other blocks). OpenMP's team size is a
-// per-thread setting that oneDNN's convolutions on this thread read too: restored when the scope ends.
-class OneThreadTeam {
- public:
-  OneThreadTeam() : team_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~OneThreadTeam() { omp_set_num_threads(team_); }
-
- private:
-  int team_;
-};
 
 // Output tiles [t0, t0 + count); u: the transformed kernel, planes lu apart.
 ffi::Error Block(const Shape& s, const float* x, const float* u, int64_t lu, float* y, int64_t t0, int64_t count) {
