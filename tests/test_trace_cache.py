@@ -120,9 +120,9 @@ def test_cache_folder_follows_the_compilation_cache(monkeypatch, tmp_path):
     assert trace_cache.trace_cache_dir() is None  # no compilation cache: the trace alone would save little
 
 
-def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
-    """``init_variables`` (every model built from a YAML) keeps its traced init too: one trace for all seeds, the
-    same draws as ``jax.jit(module.init)`` with the seed's RngBitGenerator key."""
+def test_model_init_shapes_from_disk_are_untraced(monkeypatch, tmp_path):
+    """``init_variables`` draws into the tree of ``variable_shapes`` (nn/host_init.py), whose Flax init is traced
+    once per model and kept on disk: later calls, any seed, read that file without tracing."""
     monkeypatch.setattr(trace_cache, "_compilation_cache_dir", lambda: str(tmp_path))
     monkeypatch.delenv("JAXYOLO_TRACE_CACHE", raising=False)
     traced = []
@@ -135,40 +135,17 @@ def test_model_init_from_disk_is_untraced_and_bit_exact(monkeypatch, tmp_path):
     monkeypatch.setattr(CachedJit, "__init__", spy)
     module, _ = build_model("yolov8n-cls.yaml", nc=NC)
     x = jnp.zeros((1, 32, 32, 3), jnp.float32)
-    for seed in (0, 5, 0):
-        expected = jax.jit(lambda k: module.init(k, x))(jax.random.key(seed, impl="rbg"))
+    expected = jax.eval_shape(lambda k: module.init(k, x), jax.random.key(0, impl="rbg"))
+    for seed in (0, 5):
         got = init_variables(module, seed)
         assert jax.tree.structure(got) == jax.tree.structure(expected)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
-            np.testing.assert_array_equal(a, b)
-    assert [c.traced for c in traced] == [1, 0]  # seed 0 again: its variables are read, no executable is loaded
+            assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    assert [c.traced for c in traced] == [1, 0]
     assert len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 1
-    assert len(list((tmp_path / "jaxyolo-traces").glob("init-variables-*.npz"))) == 2  # seeds 0 and 5
-    # the variables' shapes (what loading a .pt checks) come from that file without tracing, and equal eval_shape's
     shapes = variable_shapes(module)
     assert traced[-1].traced == 0
     assert jax.tree.structure(shapes) == jax.tree.structure(expected)
-    for a, b in zip(jax.tree.leaves(shapes), jax.tree.leaves(jax.eval_shape(lambda: expected))):
-        assert (a.shape, a.dtype) == (b.shape, b.dtype)
     other, _ = build_model("yolov8n-cls.yaml", nc=NC + 1)  # no file for this model yet: traced, then written
     variable_shapes(other)
     assert traced[-1].traced == 1 and len(list((tmp_path / "jaxyolo-traces").glob("init-*.jaxexport"))) == 2
-
-
-def test_kept_init_variables_are_checked_and_small_models_only(monkeypatch, tmp_path):
-    """A damaged variables file is recomputed and replaced; a model over INIT_RESULT_MAX_BYTES keeps no file."""
-    from jaxyolo.engine import model as M
-
-    monkeypatch.setattr(trace_cache, "_compilation_cache_dir", lambda: str(tmp_path))
-    monkeypatch.delenv("JAXYOLO_TRACE_CACHE", raising=False)
-    module, _ = build_model("yolov8n-cls.yaml", nc=NC)
-    ref = init_variables(module, 3)
-    (kept,) = (tmp_path / "jaxyolo-traces").glob("init-variables-*.npz")
-    kept.write_bytes(kept.read_bytes()[:1000])
-    again = init_variables(module, 3)
-    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(ref)):
-        np.testing.assert_array_equal(a, b)
-    assert trace_cache.read_tree(kept) is not None  # written again, whole
-    monkeypatch.setattr(M, "INIT_RESULT_MAX_BYTES", 1000)
-    init_variables(module, 4)
-    assert len(list((tmp_path / "jaxyolo-traces").glob("init-variables-*.npz"))) == 1

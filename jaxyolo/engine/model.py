@@ -25,36 +25,26 @@ def display_name(cfg: dict) -> str:
     return stem.replace("yolo", "YOLO", 1) if stem.startswith("yolo") else stem
 
 
-INIT_RESULT_MAX_BYTES = 32 << 20  # variables of at most this size are kept on disk per seed (init_variables)
-
-
 def init_variables(module: ClassificationModel, seed: int = 0, ch: int = 3) -> dict:
     """Initialise ``{'params', 'batch_stats'}`` with PyTorch-equivalent initialisers (params do not depend on imgsz).
 
-    The random draws come from XLA's RngBitGenerator (``impl='rbg'``: deterministic per seed on one backend and jax
-    version) rather than threefry: one threefry hash per parameter made this the slowest compile of a first run
-    (5.1 s of XLA:CPU compile for yolov8n-cls, vs 2.0 s). The traced function is kept on disk
-    (``utils/trace_cache.py``): any seed, one trace. Its result for a model of at most ``INIT_RESULT_MAX_BYTES``
-    (yolov8n/s-cls) is kept there too, per seed, under the same fingerprint: a repeat run reads ~6 MB instead of
-    loading and running the init executable (~0.5-0.9 s on 2 cores: the key's eager jits, the lowering and the
-    executable's load from the compilation cache)."""
-    from jaxyolo.utils import trace_cache
+    Drawn on the host by numpy (``nn/host_init.py``: the rules of modules.py's initialisers, the same values for one
+    seed on every machine) into the tree ``variable_shapes`` gives: jitting Flax's ``module.init`` compiled ~260
+    fusions for one use, 2-2.6 s of a first run on 2 cores. A model with a variable those rules do not know is
+    initialised by Flax's ``module.init`` instead, jitted, its random draws from XLA's RngBitGenerator
+    (``impl='rbg'``) and its trace kept on disk (``utils/trace_cache.py``)."""
+    from jaxyolo.nn.host_init import host_variables
 
-    path = trace_cache.result_file("init-variables", (repr(module), int(ch), int(seed)))
-    kept = trace_cache.read_tree(path) if path is not None else None
-    if kept is not None:
-        return jax.device_put(kept)
-    key_data = jax.random.key_data(jax.random.key(int(seed), impl="rbg"))
-    variables = _cached_init(module, ch)(key_data)  # traced once per machine
-    if path is not None and sum(x.nbytes for x in jax.tree.leaves(variables)) <= INIT_RESULT_MAX_BYTES:
-        trace_cache.write_tree(path, jax.device_get(variables))
-    return variables
+    drawn = host_variables(variable_shapes(module, ch), seed)
+    if drawn is not None:
+        return jax.device_put(drawn)
+    return _cached_init(module, ch)(jax.random.key_data(jax.random.key(int(seed), impl="rbg")))
 
 
 def variable_shapes(module: ClassificationModel, ch: int = 3) -> dict:
     """``{'params', 'batch_stats'}`` as ``jax.ShapeDtypeStruct``s: read from ``init_variables``' trace on disk when
     this model was initialised on this machine before (no tracing: ~0.6 s of every ``.pt`` load), else traced."""
-    return _cached_init(module, ch).eval_shape(jax.random.key_data(jax.random.key(0, impl="rbg")))
+    return _cached_init(module, ch).eval_shape(jax.ShapeDtypeStruct((4,), jnp.uint32))  # an rbg key's data
 
 
 def _cached_init(module: ClassificationModel, ch: int):

@@ -88,14 +88,6 @@ def _onednn_key() -> tuple:
     return onednn.trace_key()
 
 
-def result_file(name: str, key) -> Path | None:
-    """Where the result of a pure, deterministic computation described by ``key`` is kept (``read_tree`` /
-    ``write_tree``): a file in the trace cache named by a hash of ``key`` and the fingerprint; None when the cache is
-    off."""
-    d = trace_cache_dir()
-    return None if d is None else _cache_path(d, name, (name, key), "npz")
-
-
 def _cache_path(directory: Path, name: str, described, suffix: str) -> Path:
     """``directory/<name>-<hash>.<suffix>``, the hash of ``repr(described)`` and the fingerprint."""
     h = hashlib.sha256(repr(described).encode())
@@ -111,33 +103,6 @@ def _write_cache_file(path: Path, write) -> None:
             write(f)
     except OSError as e:
         LOGGER.debug(f"{path}: not written ({e})")
-
-
-def read_tree(path: Path) -> dict | None:
-    """The nested dict of numpy arrays ``write_tree`` wrote, or None (no file; an unreadable one is logged)."""
-    import numpy as np
-    from flax import traverse_util
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            flat = {tuple(k.split("/")): z[k] for k in z.files}
-    except FileNotFoundError:
-        return None
-    except Exception as e:  # noqa: BLE001  (a damaged file: computed again and replaced)
-        LOGGER.debug(f"{path}: unreadable ({type(e).__name__}: {e})")
-        return None
-    return traverse_util.unflatten_dict(flat) if flat else None
-
-
-def write_tree(path: Path, tree: dict) -> None:
-    """Keep a nested dict of arrays (string keys without '/') at ``path``, atomically; never raises."""
-    import numpy as np
-    from flax import traverse_util
-
-    flat = traverse_util.flatten_dict(tree)
-    if any("/" in str(k) for path_ in flat for k in path_):
-        return
-    _write_cache_file(path, lambda f: np.savez(f, **{"/".join(k): np.asarray(v) for k, v in flat.items()}))
 
 
 def _leaf_shardings(sharding, tree, what: str) -> list:
