@@ -70,6 +70,7 @@ def test_cfg_file_overrides_defaults_and_args_override_cfg(tmp_path):
     (["train", "plots=1"], "'plots' must be a bool"),
     (["train", "lr0=fast"], "'lr0' must be a number"),
     (["train", "aug_backend=torch"], "aug_backend='torch' is invalid: expected one of opencv, pillow"),
+    (["train", "seed=-1"], "seed=-1 is invalid: expected an integer from 0 to 4294967295"),
     (["predict", "model=yolov8n-cls.yaml"], "source= is required"),
     (["val"], "model= is required for val"),
     (["track", "model=x.pt"], "mode=track is not available"),

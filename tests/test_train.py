@@ -170,6 +170,9 @@ def test_bad_config_value_messages(folder, tmp_path):
             train(dict(data=str(folder), imgsz=bad), save_dir=tmp_path / "b")
     with pytest.raises(ValueError, match=r"aug_backend='cuda' is invalid: expected one of opencv, pillow"):
         train(dict(data=str(folder), aug_backend="cuda"), save_dir=tmp_path / "b")
+    for bad in (-1, 2**32, True, "7"):
+        with pytest.raises(ValueError, match=r"seed=.* is invalid: expected an integer from 0 to 4294967295"):
+            train(dict(data=str(folder), seed=bad), save_dir=tmp_path / "b")
     from jaxyolo.data import DatasetError
 
     with pytest.raises(DatasetError, match=r"no_such_dir"):

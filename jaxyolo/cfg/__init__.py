@@ -37,6 +37,14 @@ def check_aug_backend(backend) -> str:
     return b
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**32): what numpy's and TensorFlow's seeded streams accept (Ultralytics passes it to
+    ``np.random.seed``, which takes the same range); a clear error for anything else."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} is invalid: expected an integer from 0 to {2**32 - 1}")
+    return seed
+
+
 def get_cfg(overrides: dict | None = None) -> dict:
     """Defaults merged with ``overrides`` (validated)."""
     overrides = dict(overrides or {})

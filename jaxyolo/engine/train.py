@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from jaxyolo import parallel
-from jaxyolo.cfg import check_aug_backend, get_cfg
+from jaxyolo.cfg import check_aug_backend, check_seed, get_cfg
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
@@ -105,6 +105,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     args = get_cfg(overrides)
     args["imgsz"] = check_imgsz(args["imgsz"])
     args["aug_backend"] = check_aug_backend(args["aug_backend"])
+    args["seed"] = check_seed(args["seed"])
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
 
