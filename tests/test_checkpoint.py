@@ -70,8 +70,17 @@ def roundtrip(d: Path, fsdp: bool) -> None:
     assert_same(ema, state.ema_variables())
 
 
-def test_packed_roundtrip_one_device(tmp_path):
+@pytest.mark.parametrize("host_pack", [True, False])
+def test_packed_roundtrip_one_device(tmp_path, monkeypatch, host_pack):
+    """One device: a small state packed by numpy, a larger one by the jitted packer; the same format."""
+    from jaxyolo.engine import checkpoint as C
+
+    calls = []
+    real = C._host_pack
+    monkeypatch.setattr(C, "_host_pack", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(C, "HOST_PACK_MAX_BYTES", C.HOST_PACK_MAX_BYTES if host_pack else 0)
     roundtrip(tmp_path / "ck", fsdp=False)
+    assert len(calls) == (2 if host_pack else 0)
 
 
 @pytest.mark.slow
