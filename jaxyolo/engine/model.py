@@ -29,7 +29,7 @@ def init_variables(module: ClassificationModel, seed: int = 0, ch: int = 3) -> d
     """Initialise ``{'params', 'batch_stats'}`` with PyTorch-equivalent initialisers (params do not depend on imgsz).
 
     Drawn on the host by numpy (``nn/host_init.py``: the rules of modules.py's initialisers, the same values for one
-    seed on every machine) into the tree ``variable_shapes`` gives: jitting Flax's ``module.init`` compiled ~260
+    seed on every host of a run) into the tree ``variable_shapes`` gives: jitting Flax's ``module.init`` compiled ~260
     fusions for one use, 2-2.6 s of a first run on 2 cores. A model with a variable those rules do not know is
     initialised by Flax's ``module.init`` instead, jitted, its random draws from XLA's RngBitGenerator
     (``impl='rbg'``) and its trace kept on disk (``utils/trace_cache.py``)."""

@@ -55,7 +55,7 @@ def _leaf_dicts(tree: dict, path=()):
 def host_variables(shapes: dict, seed: int) -> dict | None:
     """``{'params', 'batch_stats'}`` of numpy arrays shaped like ``shapes`` (``variable_shapes``' tree of
     ``ShapeDtypeStruct``s), drawn from ``numpy.random.default_rng(seed)`` in the tree's sorted order (the same values
-    on every machine and host for one seed); None when a variable has no rule here."""
+    on every host of a run); None when a variable has no rule here."""
     if set(shapes) - {"params", "batch_stats"}:
         return None
     rng = np.random.default_rng(int(seed))
@@ -74,5 +74,8 @@ def host_variables(shapes: dict, seed: int) -> dict | None:
                 if kind == "fill":
                     node[name] = np.full(shape, value, dtype)
                 else:
-                    node[name] = (rng.random(shape, dtype=np.float32) * (2 * value) - value).astype(dtype)
+                    draws = rng.random(shape, dtype=np.float32)  # U[0, 1), scaled in place to U[-b, b)
+                    draws *= np.float32(2 * value)
+                    draws -= np.float32(value)
+                    node[name] = draws.astype(dtype, copy=False)
     return out
