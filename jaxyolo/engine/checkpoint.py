@@ -62,32 +62,30 @@ def _flat_sharding(mesh) -> NamedSharding:
     return NamedSharding(mesh, P(mesh.axis_names))
 
 
+def _pack_parts(state, lay, n_dev: int, xp=jnp) -> dict:
+    """``{part: {dtype: 1-D array}}``: each part's leaves of one dtype raveled, concatenated and padded to a multiple
+    of ``n_dev`` (``_unpack_leaves`` reverses it); ``xp``: jnp inside the jitted packer, np on the host."""
+    out = {}
+    for part, tree in _parts(state).items():
+        leaves = jax.tree.leaves(tree)
+        out[part] = {}
+        for dtype, (idx, n) in _groups(lay[part]).items():
+            flat = xp.concatenate([xp.ravel(leaves[i]) for i in idx])
+            pad = _padded(n, n_dev) - n
+            out[part][dtype] = xp.pad(flat, (0, pad)) if pad else flat
+    return out
+
+
 def _packer(state, mesh):
-    """A jitted ``state -> {part: {dtype: 1-D array}}``: ravel, concatenate, pad, shard over every device."""
+    """A jitted ``state -> {part: {dtype: 1-D array}}`` (``_pack_parts``), sharded over every device."""
     lay = layout(state)
     n_dev = mesh.devices.size
-
-    def pack(st):
-        out = {}
-        for part, tree in _parts(st).items():
-            leaves = jax.tree.leaves(tree)
-            out[part] = {}
-            for dtype, (idx, n) in _groups(lay[part]).items():
-                flat = jnp.concatenate([jnp.ravel(leaves[i]) for i in idx])
-                out[part][dtype] = jnp.pad(flat, (0, _padded(n, n_dev) - n))
-        return out
-
-    return jax.jit(pack, out_shardings=_flat_sharding(mesh)), lay
+    return jax.jit(lambda st: _pack_parts(st, lay, n_dev), out_shardings=_flat_sharding(mesh)), lay
 
 
 def _host_pack(state, lay) -> dict:
     """``_packer``'s arrays made by numpy, for one device (no padding, no sharding): the same layout."""
-    out = {}
-    for part, tree in _parts(state).items():
-        leaves = jax.tree.leaves(tree)
-        out[part] = {dtype: np.concatenate([np.ravel(np.asarray(leaves[i])) for i in idx])
-                     for dtype, (idx, _) in _groups(lay[part]).items()}
-    return out
+    return _pack_parts(state, lay, 1, np)
 
 
 def _unpack_leaves(flat: dict, entries: list, xp=jnp) -> list:
