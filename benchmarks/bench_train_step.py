@@ -80,7 +80,7 @@ def jax_step(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     args = dict(batch=batch, nbs=64, epochs=100, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.937,
                 warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
     recipe = optim.resolve_recipe(args, nc, 100000, 1000)
-    tx = optim.build_tx(recipe, variables["params"])
+    tx = optim.build_tx(recipe)
     state = create_state(variables, tx)
     # a batch that updates (hp[4] = 1 below: the optimizer every step, as Ultralytics' side runs it); where the
     # trainer runs "split" (the accumulate step, then the optimizer's), one executable of the two without a branch
@@ -133,7 +133,7 @@ def jax_side(model_name: str, imgsz: int, batch: int, bf16: bool, nc: int = 1000
     fwd = inference_jit(lambda v, a: module.apply(v, a.astype(dtype) / 255))
 
     def infer(n, xb):
-        v = {"params": run.state().params, "batch_stats": run.state().batch_stats}
+        v = jax.device_put(run.state().variables())  # the trained model's trees (the state keeps them flat)
         o = None
         for _ in range(n):
             o = fwd(v, xb)

@@ -174,11 +174,12 @@ def breakdown(model: str, imgsz: int, batch: int, bf16: bool, steps: int, compil
     fns = {"forward": jax.jit(loss_fn, compiler_options=opts),
            "forward+backward": jax.jit(jax.value_and_grad(loss_fn, has_aux=True), compiler_options=opts)}
     out = {}
+    v = jax.device_put(state.variables())  # the model's trees (the train state keeps them flat)
     for name, fn in fns.items():
         def run(n, fn=fn):
             r = None
             for _ in range(n):
-                r = fn(state.params, state.batch_stats)
+                r = fn(v["params"], v["batch_stats"])
             jax.block_until_ready(r)
 
         run(2)

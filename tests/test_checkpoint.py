@@ -1,6 +1,6 @@
 """Train-state checkpoints (``jaxyolo.engine.checkpoint``): the packed format restores exactly, onto the same
-shardings, on 1 device and FSDP-sharded over 8; the EMA reads on its own; checkpoints written leaf by leaf (before
-packing) still restore; restoring into another model names the first leaf that differs."""
+shardings, on 1 device and FSDP-sharded over 8; the EMA reads on its own; checkpoints of the earlier per-leaf train
+state still read but say why they cannot resume; restoring into another model names the first leaf that differs."""
 
 import os
 import subprocess
@@ -25,7 +25,7 @@ def make_state(nc: int = 10, seed: int = 0):
     v = init_variables(module, seed)
     args = dict(batch=16, nbs=64, epochs=2, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.937,
                 warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
-    tx = optim.build_tx(optim.resolve_recipe(args, nc, 64, 4), v["params"])
+    tx = optim.build_tx(optim.resolve_recipe(args, nc, 64, 4))
     state = create_state(v, tx)
     rng = np.random.default_rng(seed)  # every part distinct, so a swapped or shifted leaf cannot pass
     noise = lambda x: x + jnp.asarray(rng.standard_normal(x.shape), x.dtype) if x.dtype == jnp.float32 else x + 3
@@ -91,26 +91,29 @@ def test_packed_roundtrip_fsdp_over_eight_devices(tmp_path):
     assert r.returncode == 0 and "roundtrip ok on 8 devices" in r.stdout, r.stderr[-3000:]
 
 
-def test_leaf_by_leaf_checkpoints_still_restore(tmp_path):
-    """Checkpoints from before packing: one orbax array per leaf, no 'format' in the meta."""
+def test_checkpoints_of_the_per_leaf_train_state_read_but_do_not_resume(tmp_path):
+    """Checkpoints from before the flat train state (one orbax array per leaf, no 'format' in the meta): their EMA
+    weights still read as the model's tree; resuming one says why it cannot, instead of a shape mismatch."""
     import orbax.checkpoint as ocp
 
     from jaxyolo import parallel
     from jaxyolo.engine.checkpoint import Checkpointer, abstract_like, read_ema
 
     state = make_state()
+    ema = state.ema_variables()
+    old = {"params": state.variables()["params"], "batch_stats": state.batch_stats, "ema": ema,
+           "updates": state.updates}  # the per-leaf TrainState's tree, in its fields' order
     mgr = ocp.CheckpointManager(tmp_path / "ck", options=ocp.CheckpointManagerOptions(create=True))
-    mgr.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave({"epoch": 1})))
+    mgr.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave({"epoch": 1})))
     mgr.wait_until_finished()
     mgr.close()
+    assert_same(read_ema(tmp_path / "ck", 4), ema)
     mesh = parallel.make_mesh()
     ck = Checkpointer(tmp_path / "ck", mesh)
-    shardings = parallel.state_shardings(mesh, state, False)
-    restored, meta = ck.restore(4, abstract_like(state, shardings))
+    with pytest.raises(ValueError, match=r"ck/4: written by an earlier jaxyolo, whose train state was one array per "
+                                         r"parameter; .* cannot resume it\. Its EMA weights still load"):
+        ck.restore(4, abstract_like(state, parallel.state_shardings(mesh, state, False)))
     ck.close()
-    assert meta == {"epoch": 1}
-    assert_same(restored, state)
-    assert_same(read_ema(tmp_path / "ck", 4), state.ema_variables())
 
 
 def test_restoring_into_another_model_names_the_difference(tmp_path):
@@ -122,9 +125,9 @@ def test_restoring_into_another_model_names_the_difference(tmp_path):
     ck.save(1, make_state(nc=10), {"epoch": 1})
     ck.wait()
     other = make_state(nc=5)
-    with pytest.raises(ValueError, match=r"does not match this model and optimizer; first difference in 'ema': "
-                                         r"params/model_9/linear/bias \[5\] float32 \(checkpoint: "
-                                         r"params/model_9/linear/bias \[10\] float32\)"):
+    with pytest.raises(ValueError, match=r"does not match this model and optimizer; first difference in 'model': "
+                                         r"params/model_9/linear/kernel \[1280, 5\] float32 \(checkpoint: "
+                                         r"params/model_9/linear/kernel \[1280, 10\] float32\)"):
         ck.restore(1, abstract_like(other, parallel.state_shardings(mesh, other, False)))
     ck.close()
 

@@ -24,7 +24,7 @@ def _tx(variables):
     """SGD with Ultralytics' parameter groups, batch B of nominal 64 (accumulate 16)."""
     args = dict(batch=B, nbs=64, epochs=1, weight_decay=5e-4, optimizer="SGD", lr0=0.01, momentum=0.9,
                 warmup_bias_lr=0.1, warmup_epochs=0.0, warmup_momentum=0.8, lrf=0.01, cos_lr=False)
-    return optim.build_tx(optim.resolve_recipe(args, NC, 100, 10), variables["params"])
+    return optim.build_tx(optim.resolve_recipe(args, NC, 100, 10))
 
 
 def _setup(seed: int):

@@ -23,7 +23,7 @@ def step_parts():
     module, _ = build_model("yolov8n-cls.yaml", nc=NC)
     variables = init_variables(module, 0)
     recipe = optim.resolve_recipe(get_cfg(dict(model="yolov8n-cls.yaml", batch=B, imgsz=S)), NC, 40, 10)
-    tx = optim.build_tx(recipe, variables["params"])
+    tx = optim.build_tx(recipe)
     mesh = parallel.make_mesh()
     state = jax.jit(create_state, static_argnums=1)(variables, tx)
     shardings = parallel.state_shardings(mesh, state, False)

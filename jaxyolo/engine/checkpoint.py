@@ -7,7 +7,8 @@ on 2 busy cores, so the next save waited for it) and 0.12 s on the trainer's thr
 packed array is sharded over every device of the mesh (padded to a multiple of the device count), so every host writes
 only its own slices, FSDP or not; on one device a state of at most ``HOST_PACK_MAX_BYTES`` is packed by numpy instead
 (no packer to compile). The JSON ``meta`` item records each leaf's path, shape and dtype, so a checkpoint
-stays self-describing. Checkpoints written leaf by leaf (before packing) still restore. The arrays are stored without
+stays self-describing, and ``flat_layout`` how the EMA's vectors of the flat train state (``engine/flat.py``)
+unravel into the model's tree. Checkpoints written leaf by leaf (before packing) still restore. The arrays are stored without
 orbax's default zstd compression (``COMPRESS``): on float weights and optimizer moments it saves ~10% of the disk for
 ~2.5x the CPU of a save (36 MB of random normals: 0.20 vs 0.08 CPU-s), and a save runs beside the train step every
 epoch. Compressed checkpoints restore as before (tensorstore reads the codec from the array's metadata).
@@ -23,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxyolo.engine.flat import FlatLayout
 
 FORMAT = 2  # meta["format"]: 2 = packed; absent = one orbax array per leaf
 HOST_PACK_MAX_BYTES = 64 << 20  # one device: states of at most this size are packed by numpy (``Checkpointer.save``)
@@ -129,20 +132,25 @@ class Checkpointer:
         small = sum(x.nbytes for x in leaves) <= HOST_PACK_MAX_BYTES
         packed = _host_pack(state, lay) if self.mesh.devices.size == 1 and small else pack(state)
         meta = {**meta, "format": FORMAT, "layout": lay}
+        if getattr(state, "layout", None) is not None:  # the flat train state (engine/flat.py): how to read the EMA
+            meta["flat_layout"] = state.layout.describe()
         self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(packed), meta=ocp.args.JsonSave(meta)),
                       force=force)
 
     def restore(self, step: int, abstract_state):
         """Restore onto the shardings described by ``abstract_state`` (a pytree of ShapeDtypeStruct with sharding)."""
         meta = self.restore_meta(step)
-        if meta.pop("format", None) != FORMAT:  # written leaf by leaf
-            return self._restore_tree(step, abstract_state), meta
+        if meta.pop("format", None) != FORMAT or "flat_layout" not in meta:
+            raise ValueError(f"{self.directory / str(step)}: written by an earlier jaxyolo, whose train state was one "
+                             f"array per parameter; this one keeps it flat (engine/flat.py) and cannot resume it. Its "
+                             f"EMA weights still load: YOLO('{self.directory}'), or train with pretrained=<its .pt>")
+        diff = abstract_state.layout.difference(FlatLayout.from_description(meta.pop("flat_layout")))
         want, got = layout(abstract_state), meta.pop("layout")
-        if want != got:
-            part = next(p for p in want if want[p] != got.get(p))
-            diff = next((f"{'/'.join(map(str, a[0]))} {a[1]} {a[2]} (checkpoint: {'/'.join(map(str, b[0]))} {b[1]} "
-                         f"{b[2]})" for a, b in zip(want[part], got.get(part, [])) if a != b),
-                        f"{len(want[part])} leaves (checkpoint: {len(got.get(part, []))})")
+        if diff or want != got:
+            part = "model" if diff else next(p for p in want if want[p] != got.get(p))
+            diff = diff or next((f"{'/'.join(map(str, a[0]))} {a[1]} {a[2]} (checkpoint: {'/'.join(map(str, b[0]))} "
+                                 f"{b[1]} {b[2]})" for a, b in zip(want[part], got.get(part, [])) if a != b),
+                                f"{len(want[part])} arrays (checkpoint: {len(got.get(part, []))})")
             raise ValueError(f"{self.directory / str(step)}: the checkpoint does not match this model and optimizer; "
                              f"first difference in '{part}': {diff}")
         n_dev, sh = self.mesh.devices.size, _flat_sharding(self.mesh)
@@ -193,6 +201,8 @@ def read_ema(ckpt_dir: str | Path, step: int) -> dict:
         entries = meta["layout"]["ema"]
         ema = flax.traverse_util.unflatten_dict({tuple(path): leaf for (path, _, _), leaf
                                                  in zip(entries, _unpack_leaves(ema, entries, np))})
+    if "flat_layout" in meta:  # the EMA's vectors of the flat train state
+        ema = FlatLayout.from_description(meta["flat_layout"]).unravel_variables(ema, np)
     return {"params": ema["params"], "batch_stats": ema["batch_stats"]}
 
 

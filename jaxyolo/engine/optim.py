@@ -117,12 +117,13 @@ def _group_optimizer(name: str, decay: bool):
     return optax.inject_hyperparams(make)
 
 
-def build_tx(recipe: Recipe, params) -> optax.GradientTransformation:
-    """Three parameter groups, each with injectable lr/momentum (set per batch by ``set_hparams``)."""
+def build_tx(recipe: Recipe) -> optax.GradientTransformation:
+    """Three parameter groups, each with injectable lr/momentum (set per batch by ``set_hparams``), over the train
+    state's flat parameters ``{group: vector}`` (``engine/flat.py``; ``param_labels`` says which leaf is in which)."""
     transforms = {g: _group_optimizer(recipe.name, g == "weight")(learning_rate=recipe.lr0, momentum=recipe.momentum,
                                                                     weight_decay=recipe.weight_decay)
                   for g in GROUPS}
-    return optax.multi_transform(transforms, param_labels(params))
+    return optax.multi_transform(transforms, {g: g for g in GROUPS})
 
 
 def set_hparams(opt_state, lrs, momentum):

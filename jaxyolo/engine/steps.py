@@ -28,26 +28,42 @@ import jax.numpy as jnp
 import optax
 
 from jaxyolo.engine import optim
+from jaxyolo.engine.flat import FlatLayout
 
 
 @flax.struct.dataclass
 class TrainState:
+    """The train state in its flat layout (``engine/flat.py``): ``params``, ``grad_acc`` and ``ema['params']`` are
+    ``{group: 1-D vector}`` dicts, ``ema['batch_stats']`` one vector; ``batch_stats`` stays the model's tree (the
+    forward pass reads and returns it). ``layout`` (static) turns the vectors back into trees."""
+
     params: Any
     batch_stats: Any
     opt_state: Any
-    ema: Any  # {'params', 'batch_stats'}: the EMA model used for validation and saved weights
+    ema: Any  # {'params', 'batch_stats'}, flat: the EMA model used for validation and saved weights
     grad_acc: Any  # gradients summed since the last optimizer step
     updates: jax.Array  # optimizer steps taken (= EMA updates)
+    layout: FlatLayout = flax.struct.field(pytree_node=False)
+
+    def variables(self) -> dict:
+        """The model's ``{'params', 'batch_stats'}`` as trees: numpy views of the fetched vectors outside a trace."""
+        return {"params": self.layout.unravel_params(self.params), "batch_stats": self.batch_stats}
 
     def ema_variables(self) -> dict:
-        return {"params": self.ema["params"], "batch_stats": self.ema["batch_stats"]}
+        """The EMA's ``{'params', 'batch_stats'}`` as trees: numpy views of the fetched vectors outside a trace."""
+        return self.layout.unravel_variables(self.ema)
 
 
-def create_state(variables, tx) -> TrainState:
-    params = variables["params"]
-    ema = jax.tree.map(jnp.array, {"params": params, "batch_stats": variables["batch_stats"]})
-    return TrainState(params=params, batch_stats=variables["batch_stats"], opt_state=tx.init(params), ema=ema,
-                      grad_acc=jax.tree.map(jnp.zeros_like, params), updates=jnp.zeros((), jnp.int32))
+def create_state(variables, tx, xp=jnp) -> TrainState:
+    """The train state of a model's variables (trees) for ``tx`` (``optim.build_tx``: it updates ``{group: vector}``
+    dicts); ``xp=np`` ravels on the host (no per-leaf device work), jnp inside a jit."""
+    layout = FlatLayout.of(variables)
+    flat = layout.ravel_variables(variables, xp)
+    params = jax.tree.map(jnp.asarray, flat["params"])
+    ema = {"params": jax.tree.map(jnp.array, flat["params"]), "batch_stats": jnp.array(flat["batch_stats"])}
+    return TrainState(params=params, batch_stats=jax.tree.map(jnp.asarray, variables["batch_stats"]),
+                      opt_state=tx.init(params), ema=ema, grad_acc=jax.tree.map(jnp.zeros_like, params),
+                      updates=jnp.zeros((), jnp.int32), layout=layout)
 
 
 def to_input(images, dtype=jnp.float32):
@@ -99,8 +115,8 @@ def make_train_step(module, tx, label_smoothing: float = 0.0, dtype=jnp.float32,
         rng = jax.random.fold_in(jax.random.PRNGKey(seed), ni)
 
         def loss_fn(params):
-            logits, new = module.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                                       mutable=["batch_stats"], rngs={"dropout": rng})
+            variables = {"params": state.layout.unravel_params(params), "batch_stats": state.batch_stats}
+            logits, new = module.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
             return cross_entropy(logits, labels, label_smoothing).mean(), new["batch_stats"]
 
         def apply(s: TrainState, grads) -> TrainState:  # "always": grad_acc passes through (zero, never summed)
@@ -132,7 +148,7 @@ def apply_optimizer(tx, s: TrainState, grads, hp, reset: bool = True) -> TrainSt
     upd, opt_state = tx.update(g, opt_state, s.params)
     params = optax.apply_updates(s.params, upd)
     updates = s.updates + 1
-    ema = optim.ema_update(s.ema, {"params": params, "batch_stats": s.batch_stats}, updates)
+    ema = optim.ema_update(s.ema, {"params": params, "batch_stats": s.layout.ravel_stats(s.batch_stats)}, updates)
     grad_acc = jax.tree.map(jnp.zeros_like, s.grad_acc) if reset else s.grad_acc
     return s.replace(params=params, opt_state=opt_state, ema=ema, updates=updates, grad_acc=grad_acc)
 

@@ -184,8 +184,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     dtype = jnp.bfloat16 if (args["amp"] and on_accel) else jnp.float32
     module = yolo.module.clone(dtype=dtype, dropout=float(args["dropout"]))
     recipe = optim.resolve_recipe(args, ds.nc, ds.splits["train"], nb)
-    tx = optim.build_tx(recipe, yolo.variables["params"])
-    state = jax.jit(create_state, static_argnums=1)(yolo.variables, tx)  # one compile, not one per leaf
+    tx = optim.build_tx(recipe)
+    state = create_state(yolo.variables, tx, np)  # flat (engine/flat.py), raveled on the host
     shardings = parallel.state_shardings(mesh, state, bool(args["fsdp"]))
     state = jax.device_put(state, shardings)
     batch_sh = parallel.data_sharding(mesh)
@@ -202,7 +202,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     opt_fn = (CachedJit(make_optimizer_step(tx), name="optimizer_step", key=(repr(recipe), jnp.dtype(dtype).name),
                         out_tree=jax.tree.structure((state,)), in_shardings=(shardings, rep),
                         out_shardings=(shardings,), **jit_kw) if mode == "split" else None)
-    evaluator = Evaluator(module, ds.nc, mesh, dtype)
+    evaluator = Evaluator(module, ds.nc, mesh, dtype, prepare=state.layout.unravel_variables)  # takes the flat EMA
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
@@ -240,6 +240,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 f"logging to {save_dir}")
     best = None
     leaves, state_tree = jax.tree.flatten(state)  # the state lives as leaves in the loop; `state` is rebuilt as needed
+    layout = state.layout
     del state
     start_epoch = int(meta["epoch"])
     epoch = start_epoch
@@ -297,8 +298,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
             meta["train_time"] = float(meta["train_time"]) + time.perf_counter() - t_epoch
 
             # -- validation on the EMA model, results.csv, weights --
-            ema = jax.tree.unflatten(state_tree, leaves).ema_variables()
-            ema_vars = jax.device_get(ema) if main else None
+            ema = jax.tree.unflatten(state_tree, leaves).ema
+            ema_vars = layout.unravel_variables(jax.device_get(ema)) if main else None
             metrics = evaluator(ema, val_batches)
             if not math.isfinite(metrics.loss):
                 raise TrainingError(f"NaN/inf validation loss at epoch {epoch + 1}: the EMA weights diverged; lower "
@@ -369,7 +370,7 @@ def _warm_up(train_fns, evaluator, batch, imgsz, n_dev) -> None:
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     state = train_fns[0][1][0]
     jobs = [lambda f=f, a=a: f.lower(*a).compile() for f, a in train_fns]
-    jobs.append(lambda: evaluator.warm_up(state.ema_variables(), eval_batch_size(batch * 2, n_dev), (th, tw)))
+    jobs.append(lambda: evaluator.warm_up(state.ema, eval_batch_size(batch * 2, n_dev), (th, tw)))
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:
             for f in [ex.submit(j) for j in jobs]:

@@ -45,14 +45,22 @@ class ClassifyMetrics:
 class Evaluator:
     """Compiles the eval step once for a model/mesh and evaluates variables on a dataset split."""
 
-    def __init__(self, module, nc: int, mesh=None, dtype=None):
+    def __init__(self, module, nc: int, mesh=None, dtype=None, prepare=None):
+        """``prepare``: traced inside the step on the variables it is given, returning the model's variables (the
+        trainer passes the flat EMA and ``FlatLayout.unravel_variables``)."""
         import jax.numpy as jnp
 
         self.mesh = mesh or parallel.make_mesh()
         self.nc = nc
         self.batch_sharding = parallel.data_sharding(self.mesh)
-        self._step = inference_jit(make_eval_step(module, nc, dtype or jnp.float32),
-                                   out_shardings=parallel.replicated(self.mesh))
+        step = make_eval_step(module, nc, dtype or jnp.float32)
+        if prepare is not None:
+            inner = step
+
+            def step(variables, *batch):
+                return inner(prepare(variables), *batch)
+
+        self._step = inference_jit(step, out_shardings=parallel.replicated(self.mesh))
 
     def warm_up(self, variables, batch: int, size_hw: tuple[int, int]) -> None:
         """Compile the step for global eval batches of ``batch`` images of ``size_hw`` (ahead of the first use)."""
