@@ -256,7 +256,10 @@ def test_sliced_kernel_gradient_is_the_convolutions(stride, dtype, monkeypatch):
     tol = 1e-5 if dtype == jnp.float32 else 2e-2
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol)
+        # absolute error relative to the gradient's scale: the kernel gradient's entries reach ~170, sums of 360
+        # products whose float32 rounding depends on the CPU's kernels (4e-5 on a Zen 3 without AVX-512)
+        scale = max(1.0, float(np.abs(np.asarray(b, np.float32)).max())) if dtype == jnp.float32 else 1.0
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol * scale)
     jaxpr = jax.make_jaxpr(jax.grad(functools.partial(loss, _sliced_kernel_grad_conv), (0, 1)))(x, w).jaxpr
     kernel_grads = [e for e in _eqns(jaxpr) if e.primitive.name == "conv_general_dilated"
                     and e.outvars[0].aval.shape == w.shape]
