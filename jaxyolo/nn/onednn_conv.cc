@@ -37,7 +37,8 @@ struct Geometry {
 struct Plan {
   dnnl::primitive primitive;
   memory::desc x_md, w_md, y_md, scratch_md;
-  bool reorder_w = false;  // kernel gradient in oneDNN's blocked format, reordered into HWIO after the primitive
+  bool reorder_w = false;  // weights in oneDNN's blocked format: reordered from HWIO before (forward, input
+                           // gradient) or into HWIO after (kernel gradient) the primitive
   memory::desc w_user_md;
   dnnl::primitive reorder;
 };
@@ -60,9 +61,29 @@ std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
   auto y_md = Desc(g.y, memory::format_tag::nhwc);
   auto w_md = Desc(g.w, memory::format_tag::hwio);
   auto algo = dnnl::algorithm::convolution_direct;
+  auto w_any = Desc(g.w, memory::format_tag::any);
+  // Weights read in HWIO as given, unless oneDNN then falls back to its im2col GEMM kernel ("gemm" in the
+  // implementation's name: on AVX2-only CPUs, whose direct kernels want blocked weights); then the direct kernel with
+  // its own weight format, the weights reordered into a per-call buffer before the primitive (a 3x3x64x128 kernel:
+  // ~74k floats, microseconds, against a convolution of milliseconds).
+  auto blocked = [&](auto& pd, const memory::desc& chosen) {
+    plan->reorder_w = true;
+    plan->w_user_md = w_md;
+    plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, chosen));
+    w_md = chosen;
+  };
+  auto is_gemm = [](const std::string& impl) { return impl.find("gemm") != std::string::npos; };
   if (kind == kForward) {
     dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_md, y_md,
                                                  g.strides, g.pad_l, g.pad_r, attr);
+    if (is_gemm(pd.impl_info_str())) {
+      dnnl::convolution_forward::primitive_desc direct(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_any,
+                                                       y_md, g.strides, g.pad_l, g.pad_r, attr);
+      if (!is_gemm(direct.impl_info_str())) {
+        pd = direct;
+        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
+      }
+    }
     plan->primitive = dnnl::convolution_forward(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else if (kind == kInputGrad) {
@@ -70,11 +91,20 @@ std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
                                                    g.strides, g.pad_l, g.pad_r);
     dnnl::convolution_backward_data::primitive_desc pd(eng, algo, x_md, w_md, y_md, g.strides, g.pad_l, g.pad_r, hint,
                                                        attr);
+    if (is_gemm(pd.impl_info_str())) {
+      dnnl::convolution_forward::primitive_desc hint_any(eng, dnnl::prop_kind::forward_training, algo, x_md, w_any,
+                                                         y_md, g.strides, g.pad_l, g.pad_r);
+      dnnl::convolution_backward_data::primitive_desc direct(eng, algo, x_md, w_any, y_md, g.strides, g.pad_l,
+                                                             g.pad_r, hint_any, attr);
+      if (!is_gemm(direct.impl_info_str())) {
+        pd = direct;
+        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
+      }
+    }
     plan->primitive = dnnl::convolution_backward_data(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else {
     // A fixed HWIO kernel gradient makes oneDNN fall back to a slow GEMM kernel; its own format, then a reorder.
-    auto w_any = Desc(g.w, memory::format_tag::any);
     dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w_any, y_md,
                                                    g.strides, g.pad_l, g.pad_r);
     dnnl::convolution_backward_weights::primitive_desc pd(eng, algo, x_md, w_any, y_md, g.strides, g.pad_l, g.pad_r,
@@ -125,12 +155,17 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
     std::unique_ptr<char[]> scratch(new char[plan.scratch_md.get_size() + 1]);  // uninitialised: no zero fill
     memory scratch_mem(plan.scratch_md, eng, scratch.get());
     memory x_mem(plan.x_md, eng, x), y_mem(plan.y_md, eng, y);
+    // forward and input gradient with blocked weights: the HWIO weights reordered into a buffer of this call's
+    memory w_in(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
+    memory w_mem = w_in;
+    if (kind != kKernelGrad && plan.reorder_w) {
+      w_mem = memory(plan.w_md, eng);
+      plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_in}, {DNNL_ARG_TO, w_mem}});
+    }
     if (kind == kForward) {
-      memory w_mem(plan.w_md, eng, w);
       plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem},
                                       {DNNL_ARG_SCRATCHPAD, scratch_mem}});
     } else if (kind == kInputGrad) {  // x: the input's gradient (written), y: the output's (read)
-      memory w_mem(plan.w_md, eng, w);
       plan.primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem},
                                       {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
     } else {
