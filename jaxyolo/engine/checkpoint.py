@@ -1,14 +1,15 @@
 """Orbax checkpoints of the full train state plus the host-side loop counters, for exact resume.
 
-The state is saved *packed*: its leaves raveled and concatenated into one 1-D array per part and dtype, where the parts
-are ``ema`` (the weights ``YOLO('run/checkpoints')`` loads, readable on their own) and ``train`` (everything else).
-Orbax's cost is per array: yolov8n-cls's 520 leaves took 0.85 s to save in the background (more than a digits epoch
-on 2 busy cores, so the next save waited for it) and 0.12 s on the trainer's thread; packed, 0.06 s and 0.006 s. Each
-packed array is sharded over every device of the mesh (padded to a multiple of the device count), so every host writes
-only its own slices, FSDP or not; on one device a state of at most ``HOST_PACK_MAX_BYTES`` is packed by numpy instead
-(no packer to compile). The JSON ``meta`` item records each leaf's path, shape and dtype, so a checkpoint
-stays self-describing, and ``flat_layout`` how the EMA's vectors of the flat train state (``engine/flat.py``)
-unravel into the model's tree. Checkpoints written leaf by leaf (before packing) still restore. The arrays are stored without
+The state is saved *packed*: its leaves raveled and concatenated into one 1-D array per part and dtype, where the
+parts are ``ema`` (the weights ``YOLO('run/checkpoints')`` loads, readable on their own) and ``train`` (everything
+else). Orbax's cost is per array: yolov8n-cls's 520 leaves took 0.85 s to save in the background (more than a digits
+epoch on 2 busy cores, so the next save waited for it) and 0.12 s on the trainer's thread; packed, 0.06 s and 0.006 s.
+Each packed array is sharded over every device of the mesh (padded to a multiple of the device count), so every host
+writes only its own slices, FSDP or not; on one device a state of at most ``HOST_PACK_MAX_BYTES`` is packed by numpy
+instead (no packer to compile). The JSON ``meta`` item records each leaf's path, shape and dtype, so a checkpoint
+stays self-describing, and ``flat_layout`` how the EMA's vectors of the flat train state (``engine/flat.py``) unravel
+into the model's tree. Checkpoints of the earlier per-leaf train state (packed, or leaf by leaf from before packing)
+no longer resume (``restore`` says so), but their EMA weights still read (``read_ema``). The arrays are stored without
 orbax's default zstd compression (``COMPRESS``): on float weights and optimizer moments it saves ~10% of the disk for
 ~2.5x the CPU of a save (36 MB of random normals: 0.20 vs 0.08 CPU-s), and a save runs beside the train step every
 epoch. Compressed checkpoints restore as before (tensorstore reads the codec from the array's metadata).
@@ -144,13 +145,15 @@ class Checkpointer:
             raise ValueError(f"{self.directory / str(step)}: written by an earlier jaxyolo, whose train state was one "
                              f"array per parameter; this one keeps it flat (engine/flat.py) and cannot resume it. Its "
                              f"EMA weights still load: YOLO('{self.directory}'), or train with pretrained=<its .pt>")
+        part = "model"  # the model's leaves first (the flat layout), then the packed arrays (e.g. another optimizer)
         diff = abstract_state.layout.difference(FlatLayout.from_description(meta.pop("flat_layout")))
         want, got = layout(abstract_state), meta.pop("layout")
-        if diff or want != got:
-            part = "model" if diff else next(p for p in want if want[p] != got.get(p))
-            diff = diff or next((f"{'/'.join(map(str, a[0]))} {a[1]} {a[2]} (checkpoint: {'/'.join(map(str, b[0]))} "
-                                 f"{b[1]} {b[2]})" for a, b in zip(want[part], got.get(part, [])) if a != b),
-                                f"{len(want[part])} arrays (checkpoint: {len(got.get(part, []))})")
+        if not diff and want != got:
+            part = next(p for p in want if want[p] != got.get(p))
+            diff = next((f"{'/'.join(map(str, a[0]))} {a[1]} {a[2]} (checkpoint: {'/'.join(map(str, b[0]))} {b[1]} "
+                         f"{b[2]})" for a, b in zip(want[part], got.get(part, [])) if a != b),
+                        f"{len(want[part])} arrays (checkpoint: {len(got.get(part, []))})")
+        if diff:
             raise ValueError(f"{self.directory / str(step)}: the checkpoint does not match this model and optimizer; "
                              f"first difference in '{part}': {diff}")
         n_dev, sh = self.mesh.devices.size, _flat_sharding(self.mesh)

@@ -136,14 +136,6 @@ class FlatLayout:
         return {"params": self.unravel_params(flat["params"], xp), "batch_stats": self.unravel_stats(
             flat["batch_stats"], xp)}
 
-    def variable_shapes(self) -> dict:
-        """``{'params', 'batch_stats'}`` as trees of ShapeDtypeStructs."""
-        sds = {}
-        for g, seg in self.groups:
-            sds.update({p: jax.ShapeDtypeStruct(s, seg.dtype) for p, s in zip(seg.paths, seg.shapes)})
-        stats = {p: jax.ShapeDtypeStruct(s, self.stats.dtype) for p, s in zip(self.stats.paths, self.stats.shapes)}
-        return {"params": flax.traverse_util.unflatten_dict(sds), "batch_stats": flax.traverse_util.unflatten_dict(stats)}
-
     def difference(self, other: "FlatLayout") -> str:
         """The first leaf where ``other`` (a checkpoint's layout) differs, as ``path shape dtype (checkpoint: ...)``;
         '' when the two are the same."""
