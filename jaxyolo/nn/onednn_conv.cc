@@ -65,38 +65,42 @@ std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
   // Weights read in HWIO as given, unless oneDNN then falls back to its im2col GEMM kernel ("gemm" in the
   // implementation's name: on AVX2-only CPUs, whose direct kernels want blocked weights); then the direct kernel with
   // its own weight format, the weights reordered into a per-call buffer before the primitive (a 3x3x64x128 kernel:
-  // ~74k floats, microseconds, against a convolution of milliseconds). `make(weights_md)` builds the primitive_desc.
-  auto is_gemm = [](const auto& pd) { return pd.impl_info_str().find("gemm") != std::string::npos; };
-  auto prefer_direct = [&](auto make) {
-    auto pd = make(w_md);
-    if (is_gemm(pd)) {
-      auto direct = make(w_any);
-      if (!is_gemm(direct)) {
+  // ~74k floats, microseconds, against a convolution of milliseconds).
+  auto blocked = [&](auto& pd, const memory::desc& chosen) {
+    plan->reorder_w = true;
+    plan->w_user_md = w_md;
+    plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, chosen));
+    w_md = chosen;
+  };
+  auto is_gemm = [](const std::string& impl) { return impl.find("gemm") != std::string::npos; };
+  if (kind == kForward) {
+    dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_md, y_md,
+                                                 g.strides, g.pad_l, g.pad_r, attr);
+    if (is_gemm(pd.impl_info_str())) {
+      dnnl::convolution_forward::primitive_desc direct(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_any,
+                                                       y_md, g.strides, g.pad_l, g.pad_r, attr);
+      if (!is_gemm(direct.impl_info_str())) {
         pd = direct;
-        if (pd.weights_desc() != w_md) {
-          plan->reorder_w = true;
-          plan->w_user_md = w_md;
-          plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, pd.weights_desc()));
-          w_md = pd.weights_desc();
-        }
+        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
       }
     }
-    return pd;
-  };
-  if (kind == kForward) {
-    auto pd = prefer_direct([&](const memory::desc& w) {
-      return dnnl::convolution_forward::primitive_desc(eng, dnnl::prop_kind::forward_inference, algo, x_md, w, y_md,
-                                                       g.strides, g.pad_l, g.pad_r, attr);
-    });
     plan->primitive = dnnl::convolution_forward(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else if (kind == kInputGrad) {
-    auto pd = prefer_direct([&](const memory::desc& w) {
-      dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w, y_md,
-                                                     g.strides, g.pad_l, g.pad_r);
-      return dnnl::convolution_backward_data::primitive_desc(eng, algo, x_md, w, y_md, g.strides, g.pad_l, g.pad_r,
-                                                             hint, attr);
-    });
+    dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w_md, y_md,
+                                                   g.strides, g.pad_l, g.pad_r);
+    dnnl::convolution_backward_data::primitive_desc pd(eng, algo, x_md, w_md, y_md, g.strides, g.pad_l, g.pad_r, hint,
+                                                       attr);
+    if (is_gemm(pd.impl_info_str())) {
+      dnnl::convolution_forward::primitive_desc hint_any(eng, dnnl::prop_kind::forward_training, algo, x_md, w_any,
+                                                         y_md, g.strides, g.pad_l, g.pad_r);
+      dnnl::convolution_backward_data::primitive_desc direct(eng, algo, x_md, w_any, y_md, g.strides, g.pad_l,
+                                                             g.pad_r, hint_any, attr);
+      if (!is_gemm(direct.impl_info_str())) {
+        pd = direct;
+        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
+      }
+    }
     plan->primitive = dnnl::convolution_backward_data(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else {
@@ -151,12 +155,12 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
     std::unique_ptr<char[]> scratch(new char[plan.scratch_md.get_size() + 1]);  // uninitialised: no zero fill
     memory scratch_mem(plan.scratch_md, eng, scratch.get());
     memory x_mem(plan.x_md, eng, x), y_mem(plan.y_md, eng, y);
-    // The caller's HWIO weights, and where the plan wants oneDNN's blocked format a buffer in it: filled from them
-    // before the primitive (forward, input gradient) or reordered into them after it (kernel gradient).
-    memory w_user(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
-    memory w_mem = plan.reorder_w ? memory(plan.w_md, eng) : w_user;
-    if (plan.reorder_w && kind != kKernelGrad) {
-      plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_user}, {DNNL_ARG_TO, w_mem}});
+    // forward and input gradient with blocked weights: the HWIO weights reordered into a buffer of this call's
+    memory w_in(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
+    memory w_mem = w_in;
+    if (kind != kKernelGrad && plan.reorder_w) {
+      w_mem = memory(plan.w_md, eng);
+      plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_in}, {DNNL_ARG_TO, w_mem}});
     }
     if (kind == kForward) {
       plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem},
@@ -165,9 +169,11 @@ ffi::Error Run(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64
       plan.primitive.execute(stream, {{DNNL_ARG_DIFF_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem},
                                       {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
     } else {
+      memory w_out(plan.reorder_w ? plan.w_user_md : plan.w_md, eng, w);
+      memory w_mem = plan.reorder_w ? memory(plan.w_md, eng) : w_out;
       plan.primitive.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_WEIGHTS, w_mem},
                                       {DNNL_ARG_DIFF_DST, y_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
-      if (plan.reorder_w) plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_mem}, {DNNL_ARG_TO, w_user}});
+      if (plan.reorder_w) plan.reorder.execute(stream, {{DNNL_ARG_FROM, w_mem}, {DNNL_ARG_TO, w_out}});
     }
     stream.wait();
   } catch (const dnnl::error& e) {
