@@ -370,6 +370,32 @@ def test_digits_env_and_atomic(tmp_path, monkeypatch):
     assert ds.root == str(tmp_path / "digits") and (tmp_path / "digits" / ".complete").is_file()
 
 
+def test_digits_split_is_sklearns(monkeypatch):
+    """digits.py reads scikit-learn's bundled digits file itself and keeps the split as a constant (importing
+    scikit-learn cost ~0.6 s of a first run): the same images, labels and split as ``load_digits()`` and
+    ``train_test_split(test_size=0.2, stratify=y, random_state=0)``, also through its fallback to ``load_digits()``."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from jaxyolo.data import digits as dg
+
+    d = load_digits()
+    tr, va = train_test_split(np.arange(len(d.target)), test_size=dg.VAL_FRACTION, stratify=d.target,
+                              random_state=dg.SEED)
+    want = (np.round(d.images * (255.0 / 16.0)).astype(np.uint8), d.target, np.sort(tr), np.sort(va))
+    for fallback in (False, True):
+        if fallback:
+            monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+        got = dg.digits_split()
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    code = "import sys; from jaxyolo.data import digits; digits.digits_split(); assert 'sklearn' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------------------- determinism, resume, caching
 
 

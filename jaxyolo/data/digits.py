@@ -8,7 +8,8 @@ values 0..16, 10 classes), materialised once as an Ultralytics image folder::
   under the 10 px minimum that user folders are held to; bilinear gives smooth strokes, which trains markedly better
   than blocky nearest-neighbour pixels: 0.947 vs 0.864 top-1 for the README job), saved as 8-bit grey ('L') PNG;
   ``<index>`` is the sample's index in ``load_digits()``;
-* split: stratified 80/20 with a fixed seed (``train_test_split(test_size=0.2, stratify=y, random_state=0)``);
+* split: stratified 80/20 with a fixed seed (``train_test_split(test_size=0.2, stratify=y, random_state=0)``, kept as
+  a constant: ``_VAL_MASK``);
 * ``datasets_dir``: argument, else ``$JAXYOLO_DATASETS_DIR``, else ``./datasets``;
 * atomic: written to a temporary sibling folder, then renamed into place, with a ``.complete`` marker; an
   existing complete folder is reused as is (never rewritten), a leftover temporary folder is ignored/replaced.
@@ -37,16 +38,43 @@ def datasets_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(override or os.environ.get("JAXYOLO_DATASETS_DIR") or "datasets")
 
 
-def digits_split():
-    """(images uint8 [1797, 8, 8] in 0..255, labels int [1797], train indices, val indices)."""
+# The split, one bit per sample of load_digits() (1: val), packed and base64-encoded: what
+# ``train_test_split(arange(1797), test_size=0.2, stratify=target, random_state=0)`` gives (tests/test_data.py checks it
+# against scikit-learn's), kept here because importing scikit-learn's model_selection took ~0.6 s of every first run.
+_VAL_MASK = ("AAAEiDUkEEAABkEAk0IFABoACAEAJAAoBiwSABAAlAoAkBkSBCD4oAKBEKAACAqIIEQVJElCQKAKAAAAQATYAACBgCAASAXEABBA"
+             "CKAQAAVASAAwEAACDsQJAAIkhACDqAE8IKaYCgAAAAsIQAgEoBhIAgJAQcEAgARARoQ3aoECFgBEgABAQqCkGApQAIQLhWHGCBCA"
+             "CABMgMAgBAaOAAEIggCBADgIA8AIGQAAEA4BAIQQoCEAMygpBMBEwIBoDgECgwCCAIgipkAsJAQhCKhggJCBoAwCggJCEgE4pBUA")
+N_SAMPLES = 1797
+
+
+def _load_digits():
+    """(images float [1797, 8, 8] in 0..16, labels int64 [1797]) of ``sklearn.datasets.load_digits()``: its bundled
+    ``digits.csv.gz`` (64 pixel columns, then the label) read with numpy, without importing scikit-learn (~0.6 s);
+    through ``load_digits()`` where that file is not where scikit-learn keeps it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        with gzip.open(path) as f:
+            data = np.loadtxt(f, delimiter=",")
+        if data.shape == (N_SAMPLES, 65):
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    imgs = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
-    y = d.target.astype(np.int64)
-    tr, va = train_test_split(np.arange(len(y)), test_size=VAL_FRACTION, stratify=y, random_state=SEED)
-    return imgs, y, np.sort(tr), np.sort(va)
+    return d.images, d.target.astype(np.int64)
+
+
+def digits_split():
+    """(images uint8 [1797, 8, 8] in 0..255, labels int [1797], train indices, val indices)."""
+    import base64
+
+    images, y = _load_digits()
+    imgs = np.round(images * (255.0 / 16.0)).astype(np.uint8)
+    val = np.unpackbits(np.frombuffer(base64.b64decode(_VAL_MASK), np.uint8), count=len(y)).astype(bool)
+    return imgs, y, np.flatnonzero(~val), np.flatnonzero(val)
 
 
 def materialize(dir: str | os.PathLike | None = None) -> Path:
