@@ -38,3 +38,24 @@ def test_batch_norm_backward_is_autodiff(dtype, silu):
         a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
         assert np.abs(a - b).max() <= tol * np.abs(b).max(), (np.abs(a - b).max(), np.abs(b).max())
     assert g[0].dtype == dtype
+
+
+@pytest.mark.parametrize("silu", [False, True])
+def test_batch_norm_backward_without_statistics_cotangents(silu):
+    """In a train step only y reaches the loss (the mean and variance feed the running statistics), so their
+    cotangents arrive as symbolic zeros and the backward pass leaves their terms out: the gradients still equal
+    autodiff's."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((4, 5, 6, 8)) * 3 + 12, jnp.float32)
+    scale, bias = jnp.linspace(0.5, 2.0, 8), jnp.linspace(-1.0, 1.0, 8)
+    w = jnp.asarray(rng.standard_normal((4, 5, 6, 8)), jnp.float32)
+
+    def loss(f, *a):
+        y, mean, var = f(*a, 1e-5, silu)
+        return jnp.sum(y * w), (mean, var)  # the statistics leave as aux: not differentiated
+
+    got = jax.jit(jax.grad(lambda *a: loss(batch_norm_train, *a), argnums=(0, 1, 2), has_aux=True))(x, scale, bias)
+    want = jax.jit(jax.grad(lambda *a: loss(_autodiff_form, *a), argnums=(0, 1, 2), has_aux=True))(x, scale, bias)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max(), (np.abs(a - b).max(), np.abs(b).max())

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 
 class BatchNorm(nn.Module):
@@ -78,8 +79,12 @@ def batch_norm_train(x, scale, bias, epsilon, silu=False):
     forward pass's sigmoid instead): the forward pass writes y alone, and BatchNorm+SiLU's backward pass is one
     elementwise loop before the sums and one after, where autodiff of ``silu(batch_norm(x))`` forms 8 reductions
     and keeps 3 maps per layer. yolov8n-cls train step on CPU, 224 px, batch 32: the written-out BatchNorm ~4% faster
-    than autodiff's (session 12), SiLU inside it and these sums another ~5% (session 24; benchmarks/RESULTS.md)."""
-    (y, mean, var), _ = _batch_norm_train_fwd(x, scale, bias, epsilon, silu)
+    than autodiff's (session 12), SiLU inside it and these sums another ~5% (session 24; benchmarks/RESULTS.md).
+
+    The cotangents of the returned mean and variance arrive as symbolic zeros when only the running statistics use
+    them (always, in a train step), and their terms are then not formed: among them a division by the std that XLA
+    cannot fold away (0 / x is not 0 for every x), one kernel per layer that computed zeros."""
+    (y, mean, var), _ = _forward(x, scale, bias, epsilon, silu)
     return y, mean, var
 
 
@@ -89,33 +94,38 @@ def _affine(xf, mean, a, bias):
     return (xf - mean) * a + bias
 
 
-def _batch_norm_train_fwd(x, scale, bias, epsilon, silu):
+def _forward(x, scale, bias, epsilon, silu):
     xf, mean, var = _batch_stats(x)
     rstd = lax.rsqrt(var + epsilon)
     y = _affine(xf, mean, scale * rstd, bias)
     return (y * jax.nn.sigmoid(y) if silu else y, mean, var), (x, mean, rstd, scale, bias)
 
 
+def _batch_norm_train_fwd(x, scale, bias, epsilon, silu):
+    """The forward rule: with ``symbolic_zeros`` the differentiable arguments arrive as ``CustomVJPPrimal``s."""
+    return _forward(x.value, scale.value, bias.value, epsilon, silu)
+
+
 def _batch_norm_train_bwd(epsilon, silu, res, cotangents):
     """dx = a*g + b*xhat + c with per-channel a, b, c (g: the cotangent of the BatchNorm's output, through the SiLU's
     derivative ``sigmoid(z) * (1 + z * (1 - sigmoid(z)))`` when ``silu``); the cotangents of the returned mean and
-    variance (zero when only the running statistics use them) enter through b and c (d var / dx = 2 (x - mean) / n)."""
+    variance, where not symbolic zeros, enter through b and c (d var / dx = 2 (x - mean) / n)."""
     x, mean, rstd, scale, bias = res
     g, ct_mean, ct_var = cotangents
     axes = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
     a = scale * rstd
     xf = x.astype(jnp.float32)
-    g = g.astype(jnp.float32)
+    g = jnp.zeros(x.shape, jnp.float32) if isinstance(g, SymbolicZero) else g.astype(jnp.float32)
     if silu:
         z = _affine(lax.optimization_barrier(xf), mean, a, bias)
         sig = jax.nn.sigmoid(z)
         g = g * (sig * (1.0 + z * (1.0 - sig)))
     dbias = jnp.sum(g, axes)
     dscale = (jnp.sum(g * xf, axes) - mean * dbias) * rstd
-    b = (2.0 * ct_var / rstd - a * dscale) / n
-    c = (ct_mean - a * dbias) / n
+    b = (-(a * dscale) if isinstance(ct_var, SymbolicZero) else 2.0 * ct_var / rstd - a * dscale) / n
+    c = (-(a * dbias) if isinstance(ct_mean, SymbolicZero) else ct_mean - a * dbias) / n
     return (a * g + (b * rstd) * (xf - mean) + c).astype(x.dtype), dscale, dbias
 
 
-batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
+batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd, symbolic_zeros=True)
