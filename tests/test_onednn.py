@@ -2,6 +2,7 @@
 same values as XLA's convolution, used where cpu_conv.py says (kernel gradients in train steps, the forward pass of
 inference executables), never in exported graphs, and a silent fallback to XLA's where unavailable."""
 
+import logging
 import platform
 import re
 
@@ -185,3 +186,17 @@ def test_exported_graphs_hold_no_custom_calls(v8n):
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("JAXYOLO_ONEDNN", "off")
     assert onednn._load.__wrapped__() is False
+
+
+def test_a_missing_extension_is_a_warning(monkeypatch, caplog):
+    """Where the extension should load (Linux x86_64) but does not, jaxyolo says so (once per process) and runs
+    XLA's convolutions; it does not fail, and it does not go quiet."""
+    def missing():
+        raise FileNotFoundError("no _onednn_conv*.so here")
+
+    monkeypatch.setattr(onednn, "_extension", missing)
+    monkeypatch.setattr(onednn.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(onednn.platform, "machine", lambda: "x86_64")
+    caplog.set_level(logging.WARNING)
+    assert onednn._load.__wrapped__() is False
+    assert "oneDNN extension is not available" in caplog.text and "no _onednn_conv*.so here" in caplog.text

@@ -71,7 +71,9 @@ def _load() -> bool:
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     except (OSError, metadata.PackageNotFoundError, AttributeError, RuntimeError) as e:  # RuntimeError: XLA refused
         # the registration (jaxlib's XlaRuntimeError), e.g. an FFI API version this jaxlib does not accept
-        log.debug("oneDNN convolutions unavailable, XLA's are used: %s", e)
+        log.warning("jaxyolo's oneDNN extension is not available (%s): convolutions run on XLA's own, slower on "
+                    "CPU. Reinstall jaxyolo (pip install -e .) where a C++ compiler is present, or set "
+                    "JAXYOLO_ONEDNN=0 to choose XLA's and silence this.", e)
         return False
     return True
 
