@@ -100,8 +100,10 @@ def test_flat_optimizer_step_equals_the_step_leaf_by_leaf(variables, name):
         hp = jnp.asarray([0.05, 0.02, 0.1 + i, 0.9, 1.0], jnp.float32)  # per-group lrs differ
         ref = ref_step(ref, grads, hp)
         state = flat_step(state, state.layout.ravel_params(grads, np), hp)
-    assert_trees_equal(state.variables()["params"], ref["params"], rtol=2e-5, atol=2e-7)
-    assert_trees_equal(state.ema_variables(), ref["ema"], rtol=2e-5, atol=2e-7)
+    # atol: a few float32 ulps of the parameters' magnitude (~3): a value near 0 after an update of ~2 (lr 2.1, AdamW)
+    # keeps the rounding of the terms it came from (4e-7 on an AMD Zen 5, where XLA contracted differently)
+    assert_trees_equal(state.variables()["params"], ref["params"], rtol=2e-5, atol=1e-6)
+    assert_trees_equal(state.ema_variables(), ref["ema"], rtol=2e-5, atol=1e-6)
     for g, seg in state.layout.groups:  # the padding stays zero
         real, vec = sum(seg.sizes), np.asarray(state.params[g])
         assert vec.size % PAD == 0 and not np.any(vec[real:]) and not np.any(np.asarray(state.ema["params"][g])[real:])
