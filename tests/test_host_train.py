@@ -143,3 +143,24 @@ def test_pool_threads_and_chunked_batches(tmp_path, monkeypatch):
     for a, b in zip(one, three):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
+
+
+def test_small_splits_are_decoded_once(tmp_path, monkeypatch):
+    """A split that decodes to at most MEMO_MAX_BYTES is read and decoded once per process (the later epochs reuse
+    the read-only images, and give the same batches); a larger one is read every epoch."""
+    ds = load_dataset(str(_mixed_folder(tmp_path / "mixed")))
+    n = ds.splits["train"]
+    reads = []
+    real = host_train.load
+    monkeypatch.setattr(host_train, "load", lambda *a: reads.append(a[0]) or real(*a))
+    kw = dict(imgsz=16, batch_size=4, seed=2, aug=AUG, workers=2)
+    first = [list(train_batches(ds, epoch=e, **kw)) for e in range(3)]
+    assert len(reads) == len(set(reads)) <= n and len(set(reads)) >= n - 4  # (drop_remainder: a few unused)
+    monkeypatch.setattr(host_train, "MEMO_MAX_BYTES", 0)
+    reads.clear()
+    again = [list(train_batches(ds, epoch=e, **kw)) for e in range(3)]
+    assert len(reads) == 3 * len(first[0]) * 4
+    for a, b in zip(first, again):
+        for (x, y), (xr, yr) in zip(a, b):
+            np.testing.assert_array_equal(x, xr)
+            np.testing.assert_array_equal(y, yr)

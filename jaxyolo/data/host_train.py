@@ -111,6 +111,35 @@ def load(path: str, o: int = 1) -> np.ndarray:
     return orient(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), int(o))
 
 
+MEMO_MAX_BYTES = 64 << 20  # splits whose decoded images fit in this are decoded once per process (decoded_images)
+_MEMO: dict = {}
+
+
+def decoded_images(recs):
+    """``i -> load(files[i], orients[i])`` for a split's records. Where the whole split decodes to at most
+    ``MEMO_MAX_BYTES`` (digits: 4.4 MB), each image is decoded once per process and kept (read-only) for the later
+    epochs: reading and decoding a file was ~30 us of the ~100 us a digits image costs per epoch (the rest is its
+    augmentation), on the cores the train step runs on. Larger splits are read from their files every epoch."""
+    files, orients = [str(f) for f in recs.files], np.asarray(recs.orients)
+    size = int(np.dot(np.asarray(recs.heights, np.int64), np.asarray(recs.widths, np.int64))) * 3
+    if size > MEMO_MAX_BYTES:
+        return lambda i: load(files[i], orients[i])
+    if _MEMO.get("records") is not recs:  # one split at a time: the trainer's
+        _MEMO.clear()
+        _MEMO.update(records=recs, images={})
+    images = _MEMO["images"]
+
+    def image(i: int) -> np.ndarray:
+        img = images.get(i)
+        if img is None:
+            img = load(files[i], orients[i])
+            img.flags.writeable = False  # shared by every later epoch: augment_crop never writes its input
+            images[i] = img
+        return img
+
+    return image
+
+
 def folder_train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
                          aug: dict, process_index: int = 0, process_count: int = 1, workers: int = 0):
     """``train_batches`` of an image folder (``applies``): the same examples, order and pixels as tf.data's."""
@@ -130,13 +159,13 @@ def folder_train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoc
     seeds = example_seeds(seed, epoch, idx)  # transforms._crop: [0] draws the box, [1] the host augmentation
     boxes = rrc_boxes(seeds[:, 0], np.asarray(recs.heights)[idx], np.asarray(recs.widths)[idx],
                       (max(0.0, 1.0 - float(aug_value(aug, "scale", 0.5))), 1.0))
-    files, orients = [str(f) for f in recs.files], np.asarray(recs.orients)
+    image = decoded_images(recs)
     from jaxyolo.data.host_augment import augment_crop
 
     def one(j: int) -> np.ndarray:
         i = int(idx[j])
         t, left, ch, cw = (int(v) for v in boxes[j])
-        return augment_crop(load(files[i], orients[i])[t : t + ch, left : left + cw], seeds[j, 1], *args)
+        return augment_crop(image(i)[t : t + ch, left : left + cw], seeds[j, 1], *args)
 
     positions = np.arange(len(idx)).reshape(-1, b)
     labels = np.asarray(recs.labels, np.int32)[idx]
