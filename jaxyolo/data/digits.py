@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +95,19 @@ def materialize(dir: str | os.PathLike | None = None) -> Path:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
     try:
         imgs, y, tr, va = digits_split()
-        for split, idx in (("train", tr), ("val", va)):
-            for c in range(10):
-                (tmp / split / str(c)).mkdir(parents=True)
+
+        def write(folder: Path, idx) -> None:
+            folder.mkdir(parents=True)
             for i in idx:
                 big = Image.fromarray(imgs[i], "L").resize((SIZE, SIZE), Image.BILINEAR)  # smooth 8 -> 32
-                big.save(tmp / split / str(y[i]) / f"{i:04d}.png")
+                big.save(folder / f"{i:04d}.png")
+
+        # One class folder per task: creating 1,797 files was 0.15-2 s on one thread (file creation, on some disks
+        # ~1 ms a file), 0.3 s on 8, which wait for the disk side by side.
+        with ThreadPoolExecutor(8, thread_name_prefix="jaxyolo-digits") as ex:
+            for done in [ex.submit(write, tmp / split / str(c), idx[y[idx] == c])
+                         for split, idx in (("train", tr), ("val", va)) for c in range(10)]:
+                done.result()
         with open(tmp / MARKER, "w") as f:
             json.dump({"source": "sklearn.datasets.load_digits", "train": len(tr), "val": len(va),
                        "size": SIZE, "seed": SEED, "resize": "bilinear"}, f)
