@@ -184,3 +184,26 @@ def test_cpu_train_steps_split_their_large_fusions_over_the_cores():
         assert re.search(r'outer_dimension_partitions":\["[2-9]', hlo), f"{update}: no fusion split over the cores"
     hlo = jax.jit(make_optimizer_step(tx), compiler_options=opts).lower(args[0], args[3]).compile().as_text()
     assert " conditional(" not in hlo
+
+
+def test_short_cpu_runs_compile_quick(monkeypatch):
+    """Training runs whose estimated FLOPs are small (the digits job: yolov8n-cls, 10 epochs of 1,437 images at 32
+    px) compile their steps at XLA's backend optimisation level 1, longer ones (the same at 224 px for 100 epochs,
+    or ImageNet) at XLA's default; JAXYOLO_QUICK_COMPILE forces either. The options are XLA:CPU's only."""
+    from jaxyolo.nn import cpu_options as C
+
+    monkeypatch.delenv("JAXYOLO_QUICK_COMPILE", raising=False)
+    on_cpu = jax.default_backend() == "cpu"
+    assert C.quick_compile(1_450_000, 32, 10 * 1437) is on_cpu
+    assert C.quick_compile(1_450_000, (32, 48), 10 * 1437) is on_cpu
+    assert not C.quick_compile(1_450_000, 224, 100 * 1437)
+    assert not C.quick_compile(2_720_000, 224, 90 * 1_281_167)
+    monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "0")
+    assert not C.quick_compile(1_450_000, 32, 10 * 1437)
+    monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "1")
+    assert C.quick_compile(2_720_000, 224, 90 * 1_281_167)
+    if on_cpu:
+        level = {"xla_backend_optimization_level": 1}
+        assert C.train_compiler_options(True) == {**C.train_compiler_options(), **level}
+        assert C.inference_compiler_options(True) == {**C.inference_compiler_options(), **level}
+        assert "xla_backend_optimization_level" not in C.train_compiler_options()

@@ -27,7 +27,7 @@ from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_optimizer_step, make_train_step, step_update, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
-from jaxyolo.nn.cpu_options import train_compiler_options
+from jaxyolo.nn.cpu_options import quick_compile, train_compiler_options
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
 from jaxyolo.utils.files import copy_atomic, run_dir
@@ -191,7 +191,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     batch_sh = parallel.data_sharding(mesh)
     rep = parallel.replicated(mesh)
     mode = update_mode(recipe.accumulate)  # "split" (CPU, accumulating): the optimizer is its own executable
-    jit_kw = dict(donate_argnums=(0,), compiler_options=train_compiler_options())  # traced once per machine
+    params = sum(sum(seg.sizes) for _, seg in state.layout.groups)
+    quick = quick_compile(params, imgsz, recipe.epochs * ds.splits["train"])  # a short run: compile time matters
+    jit_kw = dict(donate_argnums=(0,), compiler_options=train_compiler_options(quick))  # traced once per machine
     step_fn = CachedJit(make_train_step(module, tx, float(args["label_smoothing"]), dtype, int(args["seed"]),
                                         step_update(mode)),
                         name="train_step" + ("_accumulate" if mode == "split" else ""),
@@ -202,7 +204,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     opt_fn = (CachedJit(make_optimizer_step(tx), name="optimizer_step", key=(repr(recipe), jnp.dtype(dtype).name),
                         out_tree=jax.tree.structure((state,)), in_shardings=(shardings, rep),
                         out_shardings=(shardings,), **jit_kw) if mode == "split" else None)
-    evaluator = Evaluator(module, ds.nc, mesh, dtype, prepare=state.layout.unravel_variables)  # takes the flat EMA
+    evaluator = Evaluator(module, ds.nc, mesh, dtype, prepare=state.layout.unravel_variables,  # takes the flat EMA
+                          quick=quick)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)

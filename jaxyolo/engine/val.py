@@ -45,9 +45,10 @@ class ClassifyMetrics:
 class Evaluator:
     """Compiles the eval step once for a model/mesh and evaluates variables on a dataset split."""
 
-    def __init__(self, module, nc: int, mesh=None, dtype=None, prepare=None):
+    def __init__(self, module, nc: int, mesh=None, dtype=None, prepare=None, quick: bool = False):
         """``prepare``: traced inside the step on the variables it is given, returning the model's variables (the
-        trainer passes the flat EMA and ``FlatLayout.unravel_variables``)."""
+        trainer passes the flat EMA and ``FlatLayout.unravel_variables``); ``quick``: compiled with less optimisation
+        (``cpu_options.quick_compile``: the trainer's short runs)."""
         import jax.numpy as jnp
 
         self.mesh = mesh or parallel.make_mesh()
@@ -60,7 +61,7 @@ class Evaluator:
             def step(variables, *batch):
                 return inner(prepare(variables), *batch)
 
-        self._step = inference_jit(step, out_shardings=parallel.replicated(self.mesh))
+        self._step = inference_jit(step, quick, out_shardings=parallel.replicated(self.mesh))
 
     def warm_up(self, variables, batch: int, size_hw: tuple[int, int]) -> None:
         """Compile the step for global eval batches of ``batch`` images of ``size_hw`` (ahead of the first use)."""

@@ -35,10 +35,10 @@ def export_graph():
         _EXPORT_GRAPH.reset(token)
 
 
-def inference_jit(fn, **jit_kwargs):
+def inference_jit(fn, quick: bool = False, **jit_kwargs):
     """``jax.jit(fn)`` for an inference executable (eval steps, predict, benchmarks): compiled with
-    ``inference_compiler_options()``, and traced as inference, where XLA:CPU's k x k convolutions may run forward-only
-    kernels (oneDNN's, ``_sliced_conv``) that have no gradient."""
+    ``inference_compiler_options(quick)``, and traced as inference, where XLA:CPU's k x k convolutions may run
+    forward-only kernels (oneDNN's, ``_sliced_conv``) that have no gradient."""
 
     @functools.wraps(fn)
     def traced(*args, **kwargs):
@@ -48,7 +48,7 @@ def inference_jit(fn, **jit_kwargs):
         finally:
             _INFERENCE.reset(token)
 
-    return jax.jit(traced, compiler_options=inference_compiler_options(), **jit_kwargs)
+    return jax.jit(traced, compiler_options=inference_compiler_options(quick), **jit_kwargs)
 
 
 def cpu_lowerings() -> bool:
