@@ -396,6 +396,27 @@ def test_digits_split_is_sklearns(monkeypatch):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def test_digits_scan_cache_is_the_scans(tmp_path, caplog):
+    """materialize() writes the scan caches of the folder it made (record_scan): the first load scans nothing, and
+    its records equal those of a real scan of the same files."""
+    import dataclasses
+
+    caplog.set_level(logging.INFO, logger="jaxyolo")
+    ds = load_dataset("digits", data_dir=str(tmp_path))
+    assert "wrote" in caplog.text and "scanned" not in caplog.text
+    root = tmp_path / "digits"
+    for cache in root.glob("*.jaxyolo.cache.json"):
+        cache.unlink()
+    caplog.clear()
+    again = load_dataset("digits", data_dir=str(tmp_path))
+    assert caplog.text.count("scanned") == 2
+    for split in ("train", "val"):
+        a, b = ds.records[split], again.records[split]
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            assert np.array_equal(np.asarray(x), np.asarray(y)), (split, f.name)
+
+
 # --------------------------------------------------------------------------------------- determinism, resume, caching
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxyolo.data.dataset import LOGGER
+from jaxyolo.data.folders import record_scan
+from jaxyolo.data.routes import PNG
 
 NAME = "digits"
 SIZE = 32
@@ -108,6 +110,8 @@ def materialize(dir: str | os.PathLike | None = None) -> Path:
             for done in [ex.submit(write, tmp / split / str(c), idx[y[idx] == c])
                          for split, idx in (("train", tr), ("val", va)) for c in range(10)]:
                 done.result()
+        for split in ("train", "val"):  # the scan's cache, as scanning these files would write it
+            record_scan(tmp / split, (SIZE, SIZE, PNG, 1))
         with open(tmp / MARKER, "w") as f:
             json.dump({"source": "sklearn.datasets.load_digits", "train": len(tr), "val": len(va),
                        "size": SIZE, "seed": SEED, "resize": "bilinear"}, f)
