@@ -200,3 +200,22 @@ def test_a_missing_extension_is_a_warning(monkeypatch, caplog):
     caplog.set_level(logging.WARNING)
     assert onednn._load.__wrapped__() is False
     assert "oneDNN extension is not available" in caplog.text and "no _onednn_conv*.so here" in caplog.text
+
+
+def test_quick_traces_take_onednn_for_small_maps(v8n):
+    """Inside ``quick_trace()`` (short training runs) the train step's convolutions of <= 4x4 maps are oneDNN calls
+    instead of im2col matmuls (fewer XLA kernels to compile), with the same gradients."""
+    if not onednn.available():
+        pytest.skip("oneDNN extension not available")
+    x = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
+    calls, grads = {}, {}
+    for quick in (False, True):
+        f, params = _loss_grads(v8n, x)
+        with cpu_conv.quick_trace(quick):
+            low = f.lower(params)
+        calls[quick] = sum(low.as_text().count(t) for t in onednn.TARGETS)
+        grads[quick] = low.compile()(params)
+    assert calls[True] > calls[False] > 0, calls
+    for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(b).max())))

@@ -27,6 +27,7 @@ from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
 from jaxyolo.engine.steps import create_state, make_optimizer_step, make_train_step, step_update, update_mode
 from jaxyolo.engine.val import ClassifyMetrics, Evaluator, KeptBatches, eval_batch_size, split_batches
+from jaxyolo.nn.cpu_conv import quick_trace
 from jaxyolo.nn.cpu_options import quick_compile, train_compiler_options
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
@@ -210,10 +211,11 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                                                     int(args["workers"])))
     eval_ready = _compile_eval_ahead(evaluator, state.ema, batch, imgsz, n_dev)  # beside the train step's tracing
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
-    step_leaves = step_fn.bind(*train_args)  # called with leaves: no pytree work per batch (CachedJit.bind)
     opt_args = (train_args[0], train_args[3])  # (state, hp)
-    opt_leaves = opt_fn.bind(*opt_args) if opt_fn else None
-    _warm_up([(step_fn, train_args)] + ([(opt_fn, opt_args)] if opt_fn else []), eval_ready)
+    with quick_trace(quick):  # the train step's convolution choices, wherever it is traced (the trace cache's key
+        step_leaves = step_fn.bind(*train_args)  # holds quick's compiler options); called with leaves: no pytree
+        opt_leaves = opt_fn.bind(*opt_args) if opt_fn else None  # work per batch (CachedJit.bind)
+        _warm_up([(step_fn, train_args)] + ([(opt_fn, opt_args)] if opt_fn else []), eval_ready)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
     LOGGER.info(f"optimizer: {recipe.name}(lr={recipe.lr0:.6g}, momentum={recipe.momentum}) with parameter groups "
@@ -393,10 +395,12 @@ def _warm_up(train_fns, eval_ready) -> None:
     any failure here is ignored and the steps compile on first use as usual."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import contextvars
+
     jobs = [lambda f=f, a=a: f.lower(*a).compile() for f, a in train_fns]
     try:
-        with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:
-            for f in [ex.submit(j) for j in jobs]:
+        with ThreadPoolExecutor(2, thread_name_prefix="jaxyolo-compile") as ex:  # (traced in the caller's context)
+            for f in [ex.submit(contextvars.copy_context().run, j) for j in jobs]:
                 f.result()
     except Exception as e:  # noqa: BLE001
         LOGGER.debug(f"ahead-of-time compilation skipped: {e}")

@@ -22,6 +22,7 @@ from jaxyolo.utils.host import host_cores
 
 _EXPORT_GRAPH = contextvars.ContextVar("jaxyolo_export_graph", default=False)
 _INFERENCE = contextvars.ContextVar("jaxyolo_inference_trace", default=False)
+_QUICK = contextvars.ContextVar("jaxyolo_quick_trace", default=False)
 
 
 @contextlib.contextmanager
@@ -33,6 +34,18 @@ def export_graph():
         yield
     finally:
         _EXPORT_GRAPH.reset(token)
+
+
+@contextlib.contextmanager
+def quick_trace(on: bool = True):
+    """Trace for compile time (``cpu_options.quick_compile``: a short training run): inside this block the train
+    step's convolutions of maps of <= 4x4 pixels run on oneDNN (``conv_impl``) where im2col matmuls compile ~60 XLA
+    kernels more."""
+    token = _QUICK.set(bool(on))
+    try:
+        yield
+    finally:
+        _QUICK.reset(token)
 
 
 def inference_jit(fn, quick: bool = False, **jit_kwargs):
@@ -263,6 +276,15 @@ def _onednn(x, w, spec) -> bool:
     return onednn.available()
 
 
+def _onednn_ready() -> bool:
+    """Whether k x k convolutions may run on oneDNN here (``_onednn``, before their shapes are known)."""
+    if jax.device_count() != 1 or not cpu_lowerings():
+        return False
+    from jaxyolo.nn import onednn
+
+    return onednn.available()
+
+
 def _macs(x, w, spec) -> int:
     """Multiply-adds of an NHWC/HWIO convolution (``spec``: ``_f32_spec``'s)."""
     (n, h, wd, ci), (kh, kw, _, co) = x.shape, w.shape
@@ -459,7 +481,10 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       operands of a convolution whose kernel is larger than its input and runs that on a slow generic path (two 3x3
       convolutions of 2x2 maps took half of yolov8s-cls's inference time at 64 px). yolov8s-cls at 64: train step 2x
       and inference 2.2x faster; yolov8n-cls at 32 (the digits recipe): 1.4x and 2x. Large stride-1 ones in
-      inference executables: oneDNN's (``_patches_matmul``).
+      inference executables: oneDNN's (``_patches_matmul``). Train steps traced inside ``quick_trace()`` (short
+      runs) take oneDNN's, as the larger maps do, where it is available: their tap slices, concatenations and
+      matmuls were ~60 of the digits step's ~310 distinct XLA kernels, and its compilation takes 35% less CPU
+      (4.3 -> 2.8 s) for a step ~4.5% slower (benchmarks/RESULTS.md, session 34).
     * k x k convolutions of inputs with <= 4 channels (the RGB stem) as a sum of shifted, scaled inputs
       (``_direct_sum_conv``): XLA:CPU's convolution runs 3-channel inputs at a fraction of its speed (yolov8n-cls's
       stem, 224 px, batch 32: 13.4 -> 5.5 ms forward; yolov8s-cls's under YNNPACK 36.9 -> 9.2 ms); where oneDNN
@@ -487,6 +512,6 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
         return _pointwise_matmul
     if k > 1 and 0 < cin <= FEW_CHANNELS:
         return _direct_sum_conv
-    if hw[0] * hw[1] <= SMALL_MAP:
+    if hw[0] * hw[1] <= SMALL_MAP and not (_QUICK.get() and _onednn_ready()):
         return _patches_matmul
     return _sliced_kernel_grad_conv
