@@ -83,6 +83,33 @@ def test_packed_roundtrip_one_device(tmp_path, monkeypatch, host_pack):
     assert len(calls) == (2 if host_pack else 0)
 
 
+def test_a_failed_background_save_is_raised(tmp_path, monkeypatch):
+    """A host-packed save runs on the checkpointer's own thread: it records the meta as it was when save() was
+    called (the trainer's history list grows afterwards), restoring waits for it, and its failure is raised by the
+    next call that waits (wait(), here), not lost."""
+    from jaxyolo import parallel
+    from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
+
+    mesh = parallel.make_mesh()
+    state = make_state(seed=2)
+    ck = Checkpointer(tmp_path / "ck", mesh)
+    meta = {"epoch": 1, "history": [[1, 0.5]]}
+    ck.save(3, state, meta)
+    meta["history"].append([2, 0.25])
+    restored, got = ck.restore(3, abstract_like(state, jax.tree.map(lambda x: x.sharding, state)))
+    assert got == {"epoch": 1, "history": [[1, 0.5]]}
+    assert_same(restored, state)
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.mgr, "save", broken)
+    ck.save(4, state, {"epoch": 2})  # returns: the save runs on the thread
+    with pytest.raises(OSError, match="disk full"):
+        ck.wait()
+    ck.close()
+
+
 @pytest.mark.slow
 def test_packed_roundtrip_fsdp_over_eight_devices(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
