@@ -210,6 +210,8 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     eval_ready = _compile_eval_ahead(evaluator, state.ema, batch, imgsz, n_dev)  # beside the train step's tracing
+    if main and args["plots"]:  # matplotlib's import for the plots at the end, while XLA compiles (which leaves a
+        writer_bg.submit(plots.try_plot, plots.load_matplotlib)  # core idle in its sequential passes)
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
     opt_args = (train_args[0], train_args[3])  # (state, hp)
     with quick_trace(quick):  # the train step's convolution choices, wherever it is traced (the trace cache's key
@@ -330,8 +332,6 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
                 paths = [save_dir / "weights" / n for n in (("last.pt", "best.pt") if improved else ("last.pt",))]
                 writer_bg.submit(_save_weights, paths, yolo, ema_vars, args, extra)
-                if args["plots"] and epoch == start_epoch:  # ahead of the plots at the end
-                    writer_bg.submit(plots.try_plot, plots.load_matplotlib)
             checkpoint(epoch + 1, 0, nb * (epoch + 1))
             if meta["patience_left"] <= 0:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
