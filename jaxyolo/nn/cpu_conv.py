@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxyolo.nn import winograd
+from jaxyolo.nn.phase_grad import phase_input_grad
 from jaxyolo.nn.cpu_options import inference_compiler_options
 from jaxyolo.utils.host import host_cores
 
@@ -205,54 +206,19 @@ def _plain_conv(x, w, spec):
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-PHASE_GRAD = True  # strided convolutions' input gradients as stride-1 phase convolutions (``_phase_input_grad``)
+PHASE_GRAD = True  # strided convolutions' input gradients as stride-1 phase convolutions (``phase_grad``)
 
 
 def _input_grad(x, w, spec, g):
     """The input gradient of ``_plain_conv(x, w, spec)`` for the cotangent ``g``: autodiff's, or for a strided NHWC
-    convolution whose kernel is at least its stride, ``_phase_input_grad``."""
+    convolution whose kernel is at least its stride, ``phase_grad.phase_input_grad``."""
     strides, padding, dimension_numbers, precision = spec
     kh, kw = w.shape[:2]
     if (PHASE_GRAD and max(strides) > 1 and kh >= strides[0] and kw >= strides[1]
             and _is_nhwc(x, w, dimension_numbers)):
-        return _phase_input_grad(g, w, x.shape, strides, padding, precision)
+        return phase_input_grad(g, w, x.shape, strides, padding, precision)
     _, input_vjp = jax.vjp(lambda a: _plain_conv(a, w, spec), x)
     return input_vjp(g)[0]
-
-
-def _phase_input_grad(g, w, x_shape, strides, padding, precision):
-    """The input gradient of a strided NHWC/HWIO convolution, one stride-1 convolution of ``g`` per output phase.
-
-    With stride s, input pixel ``i = s*m + a`` receives ``g[o] w[t]`` for the taps ``t = a + pad_low - s*(o - m)``:
-    phase ``a`` is a stride-1 convolution of ``g`` with the taps of its residue, and the ``s*s`` phases interleave
-    into the gradient. Autodiff's form, a convolution of ``g`` dilated with zeros (``lhs_dilation``), does ``s*s``
-    times the work, on a slow path of XLA:CPU's convolutions (yolov8n-cls@224's 112x112 16->32 layer: ~32 -> 13 ms)."""
-    (sh, sw), ((plh, _), (plw, _)) = strides, padding
-    n, h, wd, cin = x_shape
-    ho, wo = g.shape[1:3]
-    mh, mw = -(-h // sh), -(-wd // sw)
-    wt = jnp.swapaxes(w, 2, 3)  # [kh, kw, cout, cin]: g's channels in, the input's out
-
-    def taps(a, k, s, pad):  # (tap, offset of the g pixel feeding phase a's pixel m: o = m + offset)
-        return [(t, (a + pad - t) // s) for t in range(k) if (a + pad - t) % s == 0]
-
-    rows = []
-    for a in range(sh):
-        ta = taps(a, w.shape[0], sh, plh)
-        lo_i, ni = min(o for _, o in ta), max(o for _, o in ta) - min(o for _, o in ta) + 1
-        cols = []
-        for b in range(sw):
-            tb = taps(b, w.shape[1], sw, plw)
-            lo_j, nj = min(o for _, o in tb), max(o for _, o in tb) - min(o for _, o in tb) + 1
-            k = jnp.zeros((ni, nj) + wt.shape[2:], wt.dtype)
-            for ti, oi in ta:
-                for tj, oj in tb:
-                    k = k.at[oi - lo_i, oj - lo_j].set(wt[ti, tj])
-            pad = ((-lo_i, mh + ni - 1 - ho + lo_i), (-lo_j, mw + nj - 1 - wo + lo_j))
-            cols.append(lax.conv_general_dilated(g, k, (1, 1), pad, dimension_numbers=_NHWC, precision=precision))
-        rows.append(jnp.stack(cols, 3))  # [n, mh, mw, sw, cin]
-    dx = jnp.stack(rows, 2).reshape(n, mh * sh, mw * sw, cin)  # [n, mh, sh, mw, sw, cin] interleaved
-    return dx[:, :h, :wd].astype(g.dtype)
 
 
 KERNEL_GRAD_THREADS = 1  # OpenMP threads of oneDNN's kernel gradients (``_sliced_conv_bwd``)
@@ -500,7 +466,7 @@ def conv_impl(k: int, s: int, p: int, g: int, hw: tuple[int, int], cin: int = 0)
       sharded batch would be resharded; with several devices the kernel gradient is the convolution's own): yolov8n-cls
       at 224, train step ~11% faster under XLA's defaults; at 32-64 px within noise. The trainer's options
       (``train_compiler_options``: XLA's own multi-threaded convolutions) make them neutral there. Their input gradient,
-      when strided, is one stride-1 convolution per output phase (``_phase_input_grad``) instead of a convolution of the
+      when strided, is one stride-1 convolution per output phase (``phase_grad``) instead of a convolution of the
       zero-dilated gradient: train step yolov8n-cls@224 ~4%, yolov8s-cls@224 ~14% faster (yolov8n-cls@224 data-parallel
       over 2 CPU devices ~3%).
 
