@@ -199,7 +199,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                                         step_update(mode)),
                         name="train_step" + ("_accumulate" if mode == "split" else ""),
                         key=(repr(module), repr(recipe), float(args["label_smoothing"]), jnp.dtype(dtype).name,
-                             int(args["seed"]), mode),
+                             int(args["seed"]), mode, quick),
                         out_tree=jax.tree.structure((state, 0)), in_shardings=(shardings, batch_sh, batch_sh, rep, rep),
                         out_shardings=(shardings, rep), **jit_kw)
     opt_fn = (CachedJit(make_optimizer_step(tx), name="optimizer_step", key=(repr(recipe), jnp.dtype(dtype).name),
@@ -214,9 +214,9 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
         writer_bg.submit(plots.try_plot, plots.load_matplotlib)  # core idle in its sequential passes)
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
     opt_args = (train_args[0], train_args[3])  # (state, hp)
-    with quick_trace(quick):  # the train step's convolution choices, wherever it is traced (the trace cache's key
-        step_leaves = step_fn.bind(*train_args)  # holds quick's compiler options); called with leaves: no pytree
-        opt_leaves = opt_fn.bind(*opt_args) if opt_fn else None  # work per batch (CachedJit.bind)
+    with quick_trace(quick):  # the train step's convolution choices, wherever it is traced (step_fn's key holds
+        step_leaves = step_fn.bind(*train_args)  # quick); called with leaves: no pytree work per batch
+        opt_leaves = opt_fn.bind(*opt_args) if opt_fn else None  # (CachedJit.bind)
         _warm_up([(step_fn, train_args)] + ([(opt_fn, opt_args)] if opt_fn else []), eval_ready)
     set_up_done()  # (utils/collector.py)
     val_batches.read_ahead()  # the first validation's batches are read while epoch 1 trains
