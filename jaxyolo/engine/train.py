@@ -370,32 +370,24 @@ def _compile_eval_ahead(evaluator, ema, batch, imgsz, n_dev):
     """Start compiling the eval step on a thread of its own, before the train step is traced: its compilation (C++,
     without the GIL) then runs on the second core while the main thread traces the train step (Python, ~0.5 s), where
     it used to wait for that trace and then share both cores with the train step's compilation (digits first run
-    ~0.3 s sooner to its first batch, session 34). Returns the thread; only a speed optimisation (``_warm_up``)."""
-    import threading
+    ~0.3 s sooner to its first batch, session 34). Returns the compilation's future; only a speed optimisation
+    (``_warm_up``)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    errors: list = []
-
-    def run():
-        try:
-            evaluator.warm_up(ema, eval_batch_size(batch * 2, n_dev), (th, tw))
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-
-    thread = threading.Thread(target=run, name="jaxyolo-compile-eval", daemon=True)
-    thread.errors = errors
-    thread.start()
-    return thread
+    ex = ThreadPoolExecutor(1, thread_name_prefix="jaxyolo-compile-eval")
+    future = ex.submit(evaluator.warm_up, ema, eval_batch_size(batch * 2, n_dev), (th, tw))
+    ex.shutdown(wait=False)  # (the thread ends with the compilation)
+    return future
 
 
 def _warm_up(train_fns, eval_ready) -> None:
     """Compile the train step (and the optimizer step, ``(fn, args)`` each) side by side, and wait for the eval step
-    (``_compile_eval_ahead``'s thread), before the first batch (each XLA compile is mostly one thread, and the input
+    (``_compile_eval_ahead``'s future), before the first batch (each XLA compile is mostly one thread, and the input
     pipeline is tracing on another); the jit calls afterwards hit the compilation cache. Only a speed optimisation:
     any failure here is ignored and the steps compile on first use as usual."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import contextvars
+    from concurrent.futures import ThreadPoolExecutor
 
     jobs = [lambda f=f, a=a: f.lower(*a).compile() for f, a in train_fns]
     try:
@@ -404,8 +396,9 @@ def _warm_up(train_fns, eval_ready) -> None:
                 f.result()
     except Exception as e:  # noqa: BLE001
         LOGGER.debug(f"ahead-of-time compilation skipped: {e}")
-    eval_ready.join()
-    for e in eval_ready.errors:
+    try:
+        eval_ready.result()
+    except Exception as e:  # noqa: BLE001
         LOGGER.debug(f"ahead-of-time compilation of the eval step skipped: {e}")
 
 

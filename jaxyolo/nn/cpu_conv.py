@@ -232,18 +232,15 @@ FORWARD_MIN_MACS = 2_000_000  # smaller inference convolutions stay XLA's. oneDN
 
 
 def _onednn(x, w, spec) -> bool:
-    """Whether this NHWC/HWIO convolution (``spec``: ``_f32_spec``'s) runs on oneDNN (``nn/onednn.py``): in
-    single-device processes on XLA:CPU (a custom call on a sharded batch would be gathered to one device) where the
-    extension is installed, outside ``export_graph()``."""
-    if jax.device_count() != 1 or not cpu_lowerings() or not _is_nhwc(x, w, spec[2]):
-        return False
-    from jaxyolo.nn import onednn
-
-    return onednn.available()
+    """Whether this NHWC/HWIO convolution (``spec``: ``_f32_spec``'s) runs on oneDNN (``nn/onednn.py``): where
+    ``_onednn_ready``."""
+    return _is_nhwc(x, w, spec[2]) and _onednn_ready()
 
 
 def _onednn_ready() -> bool:
-    """Whether k x k convolutions may run on oneDNN here (``_onednn``, before their shapes are known)."""
+    """Whether k x k convolutions may run on oneDNN here, whatever their shapes: in single-device processes on XLA:CPU
+    (a custom call on a sharded batch would be gathered to one device) where the extension is installed, outside
+    ``export_graph()``."""
     if jax.device_count() != 1 or not cpu_lowerings():
         return False
     from jaxyolo.nn import onednn
