@@ -200,8 +200,13 @@ def test_short_cpu_runs_compile_quick(monkeypatch):
     assert not C.quick_compile(2_720_000, 224, 90 * 1_281_167)
     monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "0")
     assert not C.quick_compile(1_450_000, 32, 10 * 1437)
+    monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "none")
+    assert not C.quick_compile(1_450_000, 32, 10 * 1437)
     monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "1")
     assert C.quick_compile(2_720_000, 224, 90 * 1_281_167)
+    monkeypatch.setenv("JAXYOLO_QUICK_COMPILE", "fast")
+    with pytest.raises(ValueError, match="JAXYOLO_QUICK_COMPILE='fast': expected one of 1, true, on, yes"):
+        C.quick_compile(1_450_000, 32, 10 * 1437)
     if on_cpu:
         level = {"xla_backend_optimization_level": 1}
         assert C.train_compiler_options(True) == {**C.train_compiler_options(), **level}

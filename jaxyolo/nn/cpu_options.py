@@ -9,6 +9,8 @@ import os
 import jax
 import jax.numpy as jnp
 
+from jaxyolo.utils.jax_cache import OFF
+
 _YNN_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _YNN_REDUCTIONS_ONLY = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 _PROBED: dict = {}
@@ -58,6 +60,7 @@ def train_compiler_options(quick: bool = False) -> dict | None:
 
 
 _QUICK = {"xla_backend_optimization_level": 1}
+ON = ("1", "true", "on", "yes")  # JAXYOLO_QUICK_COMPILE's values that force quick compilation (utils.jax_cache.OFF: off)
 QUICK_RUN_FLOP = 2e12  # training runs estimated below this many FLOPs compile ``quick`` (``quick_compile``)
 
 
@@ -77,12 +80,15 @@ def quick_compile(params: int, imgsz, images: int) -> bool:
     training FLOPs are estimated as 3 x 6e-3 x parameters x pixels per image x ``images`` (images over all epochs;
     a forward pass costs 3e-3 to 9e-3 FLOPs per parameter and pixel across yolov8/yolo11 n-x, 10 or 1000 classes);
     quick below ``QUICK_RUN_FLOP`` (2 TFLOP: ~15 s of steps on 2 cores; the digits job: 0.4 TFLOP).
-    ``JAXYOLO_QUICK_COMPILE=1`` / ``0`` forces it on / off."""
+    ``JAXYOLO_QUICK_COMPILE=1`` / ``0`` forces it on / off (any other value is refused, naming the ones taken)."""
     forced = os.environ.get("JAXYOLO_QUICK_COMPILE", "").strip().lower()
-    if forced in ("1", "true", "on", "yes"):
+    if forced in ON:
         return True
-    if forced in ("0", "false", "off", "no"):
+    if forced in OFF:
         return False
+    if forced:
+        raise ValueError(f"JAXYOLO_QUICK_COMPILE={os.environ['JAXYOLO_QUICK_COMPILE']!r}: expected one of "
+                         f"{', '.join(ON)} (on), {', '.join(OFF)} (off), or unset (short runs only)")
     if jax.default_backend() != "cpu":
         return False
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
