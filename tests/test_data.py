@@ -353,19 +353,17 @@ def test_digits_env_and_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setenv("JAXYOLO_DATASETS_DIR", str(tmp_path))
     (tmp_path / ".digits.tmp-leftover").mkdir()  # an interrupted earlier attempt is ignored
-    calls = []
-    real = dg.digits_split
+    import cv2
 
-    def boom():
-        calls.append(1)
-        raise KeyboardInterrupt  # interrupted mid-way: nothing left behind
+    def boom(*args):
+        raise KeyboardInterrupt  # interrupted mid-way, files being written: nothing left behind
 
-    monkeypatch.setattr(dg, "digits_split", boom)
-    with pytest.raises(KeyboardInterrupt):
-        load_dataset("digits")
+    with monkeypatch.context() as m:
+        m.setattr(cv2, "imwrite", boom)
+        with pytest.raises(KeyboardInterrupt):
+            load_dataset("digits")
     assert not (tmp_path / "digits").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".digits.tmp-leftover"]
-    monkeypatch.setattr(dg, "digits_split", real)
     ds = load_dataset("digits")
     assert ds.root == str(tmp_path / "digits") and (tmp_path / "digits" / ".complete").is_file()
 
@@ -415,6 +413,50 @@ def test_digits_scan_cache_is_the_scans(tmp_path, caplog):
         for f in dataclasses.fields(a):
             x, y = getattr(a, f.name), getattr(b, f.name)
             assert np.array_equal(np.asarray(x), np.asarray(y)), (split, f.name)
+
+
+def test_digits_first_run_reads_memory_while_a_child_writes(tmp_path, caplog):
+    """The trainer's ``files_in_background=True``: on the run that makes the digits folder, ``load_dataset`` returns
+    before the files exist, with records equal to a scan of the folder written afterwards and images equal to those
+    files' decoded pixels; training and validation batches come from memory, identical to the files' batches;
+    readers of the files (tf.data, caches) wait for them; a failed write is a DatasetError naming the folder."""
+    import dataclasses
+    from concurrent.futures import Future
+
+    from jaxyolo.data import host_eval, host_train
+
+    caplog.set_level(logging.INFO, logger="jaxyolo")
+    ds = load_dataset("digits", data_dir=str(tmp_path), files_in_background=True)
+    assert ds.files_pending is not None and all(r.images is not None for r in ds.records.values())
+    kw = dict(imgsz=32, batch_size=64, seed=3, epoch=1, aug=AUG)
+    mem_train = [b for _, b in zip(range(2), train_batches(ds, **kw))]
+    mem_val = list(eval_batches(ds, "val", imgsz=32, batch_size=128))
+    ds.wait_files()
+    assert ds.files_pending is None and (tmp_path / "digits" / ".complete").is_file()
+    assert "digits: wrote 1437 train + 360 val" in caplog.text
+    scanned = load_dataset("digits", data_dir=str(tmp_path))
+    assert (scanned.names, scanned.nc, scanned.splits, scanned.aliases, scanned.root) == \
+        (ds.names, ds.nc, ds.splits, ds.aliases, ds.root)
+    for split in ("train", "val"):
+        a, b = ds.records[split], scanned.records[split]
+        assert b.images is None
+        for f in dataclasses.fields(a):
+            if f.name != "images":
+                assert np.array_equal(np.asarray(getattr(a, f.name)), np.asarray(getattr(b, f.name))), (split, f.name)
+        for i in (0, 1, 300, len(a) - 1):
+            np.testing.assert_array_equal(a.images[i], host_train.load(a.files[i]))
+            np.testing.assert_array_equal(a.images[i], host_eval.read_rgb(a.files[i]))
+    for (x0, y0), (x1, y1) in zip(mem_train, train_batches(scanned, **kw)):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+    for u, v in zip(mem_val, eval_batches(scanned, "val", imgsz=32, batch_size=128)):
+        for p, q in zip(u, v):
+            np.testing.assert_array_equal(p, q)
+    failed = Future()
+    failed.set_exception(OSError("No space left on device"))
+    ds.files_pending = failed
+    with pytest.raises(DatasetError, match=r"image folder .*digits could not be written: No space left"):
+        next(iter(train_batches(ds, cache="ram", **kw)))  # a reader of the files
 
 
 # --------------------------------------------------------------------------------------- determinism, resume, caching

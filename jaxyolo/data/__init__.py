@@ -51,11 +51,14 @@ def _apply_fraction(ds: Dataset, fraction: float) -> Dataset:
     return ds
 
 
-def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0) -> Dataset:
+def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0,
+                 files_in_background: bool = False) -> Dataset:
     """Resolve a dataset.
 
     * ``'digits'``: the embedded scikit-learn digits, materialised once under ``data_dir`` (or
-      ``$JAXYOLO_DATASETS_DIR``, or ``./datasets``) as ``digits/``.
+      ``$JAXYOLO_DATASETS_DIR``, or ``./datasets``) as ``digits/``. With ``files_in_background`` (the trainer) a
+      first run returns at once, with the images in memory, while a child process writes the folder
+      (``Dataset.wait_files``; ``digits.load``).
     * ``'tfds:<name>[:<version>]'``: a prepared TFDS dataset in ``data_dir`` (nothing is downloaded).
     * a folder in Ultralytics' classification layout (``train/``, ``val/``, ``test/``; or class folders only, split
       80/20); a bare name that is not a folder is looked up in the datasets directory.
@@ -75,8 +78,7 @@ def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0) 
     from jaxyolo.data.folders import load_folder
 
     if s == digits.NAME:
-        root = digits.materialize(data_dir)
-        return _apply_fraction(load_folder(s, root, source=s), fraction)
+        return _apply_fraction(digits.load(data_dir, background=files_in_background), fraction)
     root = Path(s).expanduser()
     if not root.is_dir() and not root.is_absolute():
         alt = digits.datasets_dir(data_dir) / s

@@ -29,6 +29,8 @@ class SplitRecords:
     orients: np.ndarray  # int32 EXIF orientation applied by the TF decoders (1 = none)
     sizes: np.ndarray = None  # int64 file size (for disk-cache keys)
     mtimes: np.ndarray = None  # int64 mtime_ns
+    images: np.ndarray = None  # read-only uint8 [n, h, w, 3] RGB, the files' decoded pixels, where they are in memory
+    # already (the embedded digits on the run that writes them); readers take them instead of the files
 
     def __len__(self) -> int:
         return len(self.files)
@@ -45,7 +47,13 @@ class SplitRecords:
             orients=self.orients[idx],
             sizes=None if self.sizes is None else self.sizes[idx],
             mtimes=None if self.mtimes is None else self.mtimes[idx],
+            images=None if self.images is None else _read_only(self.images[idx]),
         )
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 @dataclass
@@ -67,6 +75,25 @@ class Dataset:
     image_key: str = "image"
     label_key: str = "label"
     _cache: dict = field(default_factory=dict, repr=False, compare=False)  # tf tables, RAM/disk stores
+    # the files still being written (a Future; the embedded digits' first run reads them from ``records[*].images``)
+    files_pending: Any = field(default=None, repr=False, compare=False)
+
+    def wait_files(self) -> None:
+        """Return once every record's file exists (``files_pending``); readers of the files call it first. Raises
+        ``DatasetError`` naming the folder if writing them failed."""
+        pending = self.files_pending
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except Exception as e:  # noqa: BLE001 - any failure to write them: say which folder
+            raise DatasetError(f"{self.source}: its image folder {self.root} could not be written: {e}") from e
+        for recs in self.records.values():  # the file keys of the disk cache, as a scan would have recorded them
+            if recs.sizes is None or recs.mtimes is None:
+                st = [os.stat(f) for f in recs.files]
+                recs.sizes = np.array([s.st_size for s in st], np.int64)
+                recs.mtimes = np.array([s.st_mtime_ns for s in st], np.int64)
+        self.files_pending = None
 
     def resolve_split(self, split: str) -> str:
         """Our split name -> the real split it reads ('val' may fall back to 'test' and vice versa)."""

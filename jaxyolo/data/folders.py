@@ -375,7 +375,7 @@ def load_folder(data: str, root: Path, source: str | None = None) -> Dataset:
     train_dir = root / "train"
     val_dir = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
     test_dir = root / "test" if (root / "test").is_dir() else None
-    records, skipped, aliases = {}, {}, {}
+    records, skipped = {}, {}
     if train_dir.is_dir():
         names = _class_dirs(train_dir)
         if not names:
@@ -422,6 +422,14 @@ def load_folder(data: str, root: Path, source: str | None = None) -> Dataset:
             f"{root}: no train/ folder, split the {len(recs)} images 80/20 per class "
             f"({len(records['train'])} train, {len(records['val'])} val; files not moved)"
         )
+    return folder_dataset(data, root, names, records, skipped, source)
+
+
+def folder_dataset(data: str, root: Path, names: list[str], records: dict[str, SplitRecords],
+                   skipped: dict | None = None, source: str | None = None) -> Dataset:
+    """The ``Dataset`` of an image folder's resolved splits (fallback aliases, split sizes, the summary line)."""
+    skipped = {} if skipped is None else skipped
+    aliases = {}
     if "val" not in records and "test" in records:
         aliases["val"] = "test"
     if "test" not in records and "val" in records:

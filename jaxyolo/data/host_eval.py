@@ -125,7 +125,11 @@ def folder_eval_batches(ds, split: str, *, imgsz, batch_size: int, process_index
 
 
 def _loader(ds, split, recs, cache, workers):
-    """i -> uint8 HWC RGB of example i: the file (no cache) or the split's decoded cache."""
+    """i -> uint8 HWC RGB of example i: the records' images in memory, the file (no cache) or the split's decoded
+    cache."""
+    if cache_mode(cache) is None and recs.images is not None:
+        return recs.images.__getitem__
+    ds.wait_files()
     if cache_mode(cache) is None:
         files = [str(f) for f in recs.files]
         return lambda i: read_rgb(files[i])

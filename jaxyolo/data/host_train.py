@@ -120,6 +120,8 @@ def decoded_images(recs):
     ``MEMO_MAX_BYTES`` (digits: 4.4 MB), each image is decoded once per process and kept (read-only) for the later
     epochs: reading and decoding a file was ~30 us of the ~100 us a digits image costs per epoch (the rest is its
     augmentation), on the cores the train step runs on. Larger splits are read from their files every epoch."""
+    if recs.images is not None:  # already in memory (SplitRecords.images)
+        return recs.images.__getitem__
     files, orients = [str(f) for f in recs.files], np.asarray(recs.orients)
     size = int(np.dot(np.asarray(recs.heights, np.int64), np.asarray(recs.widths, np.int64))) * 3
     if size > MEMO_MAX_BYTES:
@@ -159,6 +161,8 @@ def folder_train_batches(ds: Dataset, *, imgsz, batch_size: int, seed: int, epoc
     seeds = example_seeds(seed, epoch, idx)  # transforms._crop: [0] draws the box, [1] the host augmentation
     boxes = rrc_boxes(seeds[:, 0], np.asarray(recs.heights)[idx], np.asarray(recs.widths)[idx],
                       (max(0.0, 1.0 - float(aug_value(aug, "scale", 0.5))), 1.0))
+    if recs.images is None:
+        ds.wait_files()
     image = decoded_images(recs)
     from jaxyolo.data.host_augment import augment_crop
 

@@ -179,6 +179,7 @@ def _build_disk_files(src: _FileSource, ddir: Path, workers) -> Source:
 def folder_source(ds: Dataset, split: str, cache, workers) -> Source:
     real = ds.resolve_split(split)
     mode = cache_mode(cache)
+    ds.wait_files()
     key = ("folder", real, mode)
     if key not in ds._cache:
         base = ds._cache.get(("folder", real, None))

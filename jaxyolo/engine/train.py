@@ -137,7 +137,8 @@ def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> 
     imgsz = args["imgsz"]
 
     # ---- data -----------------------------------------------------------------------------------------------------
-    ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=float(args["fraction"]))
+    ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=float(args["fraction"]),
+                           files_in_background=True)  # (a first digits run: its folder is written meanwhile)
     mesh = parallel.make_mesh()
     n_dev = mesh.devices.size
     batch = int(args["batch"])
@@ -166,11 +167,13 @@ def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> 
     writer_bg = BackgroundWriter()
 
     try:
-        return _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, set_up_done)
+        best = _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, set_up_done)
     finally:
         prefetch.close()
         writer_bg.close()
         ckpt.close()
+    ds.wait_files()  # a first digits run writes its folder meanwhile (data/digits.py): there when train() returns
+    return best
 
 
 def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, writer_bg, set_up_done) -> ClassifyMetrics:
