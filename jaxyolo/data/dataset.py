@@ -47,11 +47,12 @@ class SplitRecords:
             orients=self.orients[idx],
             sizes=None if self.sizes is None else self.sizes[idx],
             mtimes=None if self.mtimes is None else self.mtimes[idx],
-            images=None if self.images is None else _read_only(self.images[idx]),
+            images=None if self.images is None else read_only(self.images[idx]),
         )
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, made read-only (shared arrays: no reader writes them)."""
     a.flags.writeable = False
     return a
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxyolo.data.dataset import LOGGER, Dataset, SplitRecords, _read_only
+from jaxyolo.data.dataset import LOGGER, Dataset, SplitRecords, read_only
 from jaxyolo.data.folders import folder_dataset, load_folder, record_scan
 from jaxyolo.data.routes import PNG
 
@@ -208,7 +208,7 @@ def load(dir: str | os.PathLike | None = None, background: bool = False) -> Data
         records[split] = SplitRecords(
             root=str(root / split), files=[os.path.join(str(root / split / str(y[i])), f"{i:04d}.png") for i in idx],
             labels=y[idx].astype(np.int32), heights=np.full(n, SIZE, np.int32), widths=np.full(n, SIZE, np.int32),
-            routes=np.full(n, PNG, np.int32), orients=np.ones(n, np.int32), images=_read_only(rgb[idx]))
+            routes=np.full(n, PNG, np.int32), orients=np.ones(n, np.int32), images=read_only(rgb[idx]))
     ds = folder_dataset(NAME, root, [str(c) for c in range(10)], records, source=NAME)
     ds.files_pending = pending
     return ds
