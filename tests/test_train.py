@@ -155,6 +155,26 @@ def test_sigkill_mid_epoch_then_resume_is_exact(folder, tmp_path):
             assert x[col] == y[col], col
 
 
+def test_epoch_checkpoints_wait_for_checkpoint_interval(folder, tmp_path):
+    """An epoch end checkpoints once ``checkpoint_interval`` seconds have passed since the last checkpoint, and the
+    last epoch always: a short run with the default (10 s) keeps only its last epoch's checkpoint, with 0 every
+    epoch's; a bad value is a clear error."""
+    from jaxyolo.engine.train import train
+
+    def steps(run):
+        return sorted(int(p.name) for p in (tmp_path / run / "checkpoints").iterdir() if p.name.isdigit())
+
+    kw = dict(data=str(folder), model="yolov8n-cls.yaml", epochs=3, imgsz=32, batch=16, plots=False)
+    nb = 4  # 64 images / batch 16
+    train(kw, save_dir=tmp_path / "short")
+    assert steps("short") == [3 * nb]
+    train({**kw, "checkpoint_interval": 0}, save_dir=tmp_path / "every")
+    assert steps("every") == [nb, 2 * nb, 3 * nb]
+    for bad in (-1, "10s", True):
+        with pytest.raises(ValueError, match=r"checkpoint_interval=.* is invalid: expected a number of seconds >= 0"):
+            train({**kw, "checkpoint_interval": bad}, save_dir=tmp_path / "bad")
+
+
 def test_unknown_config_key_is_clear(folder, tmp_path):
     r = run_train(config_args(folder, epochs=1) + ["--config.lr_0=0.1", "--workdir", str(tmp_path / "w")])
     assert r.returncode != 0

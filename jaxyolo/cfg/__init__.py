@@ -45,6 +45,13 @@ def check_seed(seed) -> int:
     return seed
 
 
+def check_seconds(key: str, value) -> float:
+    """A duration setting (e.g. ``checkpoint_interval``) as float seconds >= 0; a clear error for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{key}={value!r} is invalid: expected a number of seconds >= 0")
+    return float(value)
+
+
 def get_cfg(overrides: dict | None = None) -> dict:
     """Defaults merged with ``overrides`` (validated)."""
     overrides = dict(overrides or {})
