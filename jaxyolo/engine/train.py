@@ -37,6 +37,7 @@ from jaxyolo.utils.trace_cache import CachedJit
 LOGGER = logging.getLogger("jaxyolo")
 CSV_COLUMNS = ["epoch", "time", "train/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "val/loss",
                "lr/pg0", "lr/pg1", "lr/pg2"]
+PREFETCH_MAX_BYTES = 256 << 20  # training batches made ahead at most, once the steps compile (EpochPrefetcher.deepen)
 AUG_KEYS = ("scale", "fliplr", "flipud", "auto_augment", "hsv_h", "hsv_s", "hsv_v", "erasing", "aug_backend")
 
 
@@ -214,6 +215,11 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
     eval_ready = _compile_eval_ahead(evaluator, state.ema, batch, imgsz, n_dev)  # beside the train step's tracing
+    # Once it has compiled, while the train step's compilation keeps one core busy, the other makes training batches
+    # ahead (up to PREFETCH_MAX_BYTES: a digits run's all) instead of idling (EpochPrefetcher.deepen)
+    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    deep = max(4, PREFETCH_MAX_BYTES // ((batch // nproc) * th * tw * 3))
+    eval_ready.add_done_callback(lambda _: prefetch.deepen(deep))
     if main and args["plots"]:  # matplotlib's import for the plots at the end, while XLA compiles (which leaves a
         writer_bg.submit(plots.try_plot, plots.load_matplotlib)  # core idle in its sequential passes)
     train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
