@@ -129,7 +129,7 @@ def write_folder(dir: str | os.PathLike | None = None, background: bool = False)
             tmp.mkdir()  # (mode 0o777 less the umask, as any folder the user makes)
             if not background:
                 _write(tmp, root, data)
-                LOGGER.info(f"digits: wrote {len(data[2])} train + {len(data[3])} val 32x32 PNGs to {root}")
+                _log_written(root)
                 return root, None
             ex = ThreadPoolExecutor(1, thread_name_prefix="jaxyolo-digits-write")
             pending = _WRITING[key] = ex.submit(_write_in_child, tmp, root)
@@ -153,8 +153,12 @@ def _write_in_child(tmp: Path, root: Path) -> None:
     if p.returncode:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OSError(f"writing {root} failed (exit code {p.returncode}): {p.stderr.strip()[-2000:]}")
+    _log_written(root)
+
+
+def _log_written(root: Path) -> None:
     _, _, tr, va = pixels()
-    LOGGER.info(f"digits: wrote {len(tr)} train + {len(va)} val 32x32 PNGs to {root}")
+    LOGGER.info(f"digits: wrote {len(tr)} train + {len(va)} val {SIZE}x{SIZE} PNGs to {root}")
 
 
 def _write(tmp: Path, root: Path, data) -> None:

@@ -197,6 +197,17 @@ def _key(split_dir: Path, classes, listing) -> str:
     return h.hexdigest()
 
 
+def _listing(split_dir: Path, classes: list[str]):
+    """(``_list_files`` of every class folder in ``classes`` order, their class indices, files per class)."""
+    listing, labels, counts = [], [], {}
+    for ci, c in enumerate(classes):
+        files = _list_files(split_dir / c)
+        counts[c] = len(files)
+        listing += files
+        labels += [ci] * len(files)
+    return listing, labels, counts
+
+
 def scan_split(split_dir, tag: str | None = None, classes: list[str] | None = None):
     """Scan one split folder of class sub-folders.
 
@@ -205,12 +216,7 @@ def scan_split(split_dir, tag: str | None = None, classes: list[str] | None = No
     split_dir = Path(split_dir)
     tag = tag or split_dir.name
     classes = list(classes) if classes is not None else _class_dirs(split_dir)
-    listing, labels, counts = [], [], {}
-    for ci, c in enumerate(classes):
-        files = _list_files(split_dir / c)
-        counts[c] = len(files)
-        listing += files
-        labels += [ci] * len(files)
+    listing, labels, counts = _listing(split_dir, classes)
     key = _key(split_dir, classes, listing)
     cpath = _cache_path(split_dir, tag)
     cached = _read_cache(cpath, key)
@@ -244,7 +250,7 @@ def record_scan(split_dir, info: tuple[int, int, int, int]) -> None:
     cache is keyed like any other (paths, sizes, mtimes), so a file changed afterwards is scanned again."""
     split_dir = Path(split_dir)
     classes = _class_dirs(split_dir)
-    listing = [f for c in classes for f in _list_files(split_dir / c)]
+    listing = _listing(split_dir, classes)[0]
     good = {i: tuple(int(v) for v in info) for i in range(len(listing))}
     _write_cache(_cache_path(split_dir, split_dir.name), split_dir, _key(split_dir, classes, listing), listing, good,
                  {})

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxyolo.data import stateless_np as S
 from jaxyolo.data.aug_space import aug_value, host_args
-from jaxyolo.data.dataset import Dataset, DatasetError, cache_mode, num_train_batches
+from jaxyolo.data.dataset import Dataset, DatasetError, cache_mode, num_train_batches, read_only
 from jaxyolo.data.host_eval import _batches, pool_threads
 from jaxyolo.data.routes import BMP, PNG
 
@@ -134,9 +134,8 @@ def decoded_images(recs):
     def image(i: int) -> np.ndarray:
         img = images.get(i)
         if img is None:
-            img = load(files[i], orients[i])
-            img.flags.writeable = False  # shared by every later epoch: augment_crop never writes its input
-            images[i] = img
+            img = images[i] = read_only(load(files[i], orients[i]))  # (every later epoch's: augment_crop never
+            # writes its input)
         return img
 
     return image

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from jaxyolo import parallel
 from jaxyolo.cfg import check_aug_backend, check_seconds, check_seed, get_cfg
+from jaxyolo.data.host_eval import parse_hw
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
 from jaxyolo.engine.prefetch import BackgroundWriter, EpochPrefetcher
@@ -214,15 +215,15 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                           quick=quick)
     val_batches = KeptBatches(lambda: split_batches(ds, val_split, imgsz, batch * 2, n_dev, args["cache"],
                                                     int(args["workers"])))
-    eval_ready = _compile_eval_ahead(evaluator, state.ema, batch, imgsz, n_dev)  # beside the train step's tracing
+    hw = parse_hw(imgsz)
+    eval_ready = _compile_eval_ahead(evaluator, state.ema, batch, hw, n_dev)  # beside the train step's tracing
     # Once it has compiled, while the train step's compilation keeps one core busy, the other makes training batches
     # ahead (up to PREFETCH_MAX_BYTES: a digits run's all) instead of idling (EpochPrefetcher.deepen)
-    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    deep = max(4, PREFETCH_MAX_BYTES // ((batch // nproc) * th * tw * 3))
+    deep = max(4, PREFETCH_MAX_BYTES // ((batch // nproc) * hw[0] * hw[1] * 3))
     eval_ready.add_done_callback(lambda _: prefetch.deepen(deep))
     if main and args["plots"]:  # matplotlib's import for the plots at the end, while XLA compiles (which leaves a
         writer_bg.submit(plots.try_plot, plots.load_matplotlib)  # core idle in its sequential passes)
-    train_args = _train_args(state, batch, batch_sh, imgsz, direct=nproc == 1)
+    train_args = _train_args(state, batch, batch_sh, hw, direct=nproc == 1)
     opt_args = (train_args[0], train_args[3])  # (state, hp)
     with quick_trace(quick):  # the train step's convolution choices, wherever it is traced (step_fn's key holds
         step_leaves = step_fn.bind(*train_args)  # quick); called with leaves: no pytree work per batch
@@ -252,12 +253,13 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     def checkpoint(epoch: int, batch_i: int, ni: int, force: bool = False):
         meta.update(epoch=epoch, batch=batch_i)
         ckpt.save(ni, jax.tree.unflatten(state_tree, leaves), dict(meta), force=force)
-        last_saved[0] = time.perf_counter()
+        nonlocal last_saved
+        last_saved = time.perf_counter()
 
     # An epoch end checkpoints once ``checkpoint_interval`` seconds have passed since the last checkpoint, and always
     # after the last epoch: short epochs do not each pay for a save (a digits epoch is ~0.5 s, a save ~50 ms of CPU
     # beside the steps: ~0.3 s of the README job's epochs), and a killed run loses at most that long of training.
-    last_saved = [time.perf_counter()]
+    last_saved = time.perf_counter()
 
     LOGGER.info(f"Training {yolo} on {ds.source}: {ds.splits['train']} train / {ds.splits.get(val_split, 0)} "
                 f"{val_split} images, imgsz={imgsz}, batch={batch} on {n_dev} device(s) x {nproc} process(es), "
@@ -349,7 +351,7 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                 paths = [save_dir / "weights" / n for n in (("last.pt", "best.pt") if improved else ("last.pt",))]
                 writer_bg.submit(_save_weights, paths, yolo, ema_vars, args, extra)
             final = epoch + 1 == recipe.epochs or meta["patience_left"] <= 0
-            if final or time.perf_counter() - last_saved[0] >= args["checkpoint_interval"]:
+            if final or time.perf_counter() - last_saved >= args["checkpoint_interval"]:
                 checkpoint(epoch + 1, 0, nb * (epoch + 1))
             if meta["patience_left"] <= 0:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
@@ -373,18 +375,17 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
     return best
 
 
-def _train_args(state, batch, batch_sh, imgsz, direct: bool) -> tuple:
+def _train_args(state, batch, batch_sh, hw: tuple[int, int], direct: bool) -> tuple:
     """The train step's arguments as ``ShapeDtypeStruct``s, equal to the real ones in shape, dtype *and* sharding,
     or the jit cache misses and the step compiles twice (``JAX_EXPLAIN_CACHE_MISSES=1`` shows why): hp, ni and, in
     one process (``direct``), the numpy batch arrive uncommitted; several processes pass global arrays."""
-    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     sds = jax.ShapeDtypeStruct
     sh = None if direct else batch_sh
-    return (state, sds((batch, th, tw, 3), jnp.uint8, sharding=sh), sds((batch,), jnp.int32, sharding=sh),
+    return (state, sds((batch, *hw, 3), jnp.uint8, sharding=sh), sds((batch,), jnp.int32, sharding=sh),
             sds((5,), jnp.float32), sds((), jnp.int32))
 
 
-def _compile_eval_ahead(evaluator, ema, batch, imgsz, n_dev):
+def _compile_eval_ahead(evaluator, ema, batch, hw: tuple[int, int], n_dev):
     """Start compiling the eval step on a thread of its own, before the train step is traced: its compilation (C++,
     without the GIL) then runs on the second core while the main thread traces the train step (Python, ~0.5 s), where
     it used to wait for that trace and then share both cores with the train step's compilation (digits first run
@@ -392,9 +393,8 @@ def _compile_eval_ahead(evaluator, ema, batch, imgsz, n_dev):
     (``_warm_up``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    th, tw = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     ex = ThreadPoolExecutor(1, thread_name_prefix="jaxyolo-compile-eval")
-    future = ex.submit(evaluator.warm_up, ema, eval_batch_size(batch * 2, n_dev), (th, tw))
+    future = ex.submit(evaluator.warm_up, ema, eval_batch_size(batch * 2, n_dev), hw)
     ex.shutdown(wait=False)  # (the thread ends with the compilation)
     return future
 
