@@ -65,42 +65,38 @@ std::unique_ptr<Plan> MakePlan(Kind kind, const Geometry& g) {
   // Weights read in HWIO as given, unless oneDNN then falls back to its im2col GEMM kernel ("gemm" in the
   // implementation's name: on AVX2-only CPUs, whose direct kernels want blocked weights); then the direct kernel with
   // its own weight format, the weights reordered into a per-call buffer before the primitive (a 3x3x64x128 kernel:
-  // ~74k floats, microseconds, against a convolution of milliseconds).
-  auto blocked = [&](auto& pd, const memory::desc& chosen) {
-    plan->reorder_w = true;
-    plan->w_user_md = w_md;
-    plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, chosen));
-    w_md = chosen;
-  };
-  auto is_gemm = [](const std::string& impl) { return impl.find("gemm") != std::string::npos; };
-  if (kind == kForward) {
-    dnnl::convolution_forward::primitive_desc pd(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_md, y_md,
-                                                 g.strides, g.pad_l, g.pad_r, attr);
-    if (is_gemm(pd.impl_info_str())) {
-      dnnl::convolution_forward::primitive_desc direct(eng, dnnl::prop_kind::forward_inference, algo, x_md, w_any,
-                                                       y_md, g.strides, g.pad_l, g.pad_r, attr);
-      if (!is_gemm(direct.impl_info_str())) {
-        pd = direct;
-        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
+  // ~74k floats, microseconds, against a convolution of milliseconds). ``make``: weights desc -> primitive_desc.
+  auto is_gemm = [](const auto& pd) { return std::string(pd.impl_info_str()).find("gemm") != std::string::npos; };
+  auto prefer_direct = [&](auto make) {
+    auto pd = make(w_md);
+    if (is_gemm(pd)) {
+      auto direct = make(w_any);
+      if (!is_gemm(direct)) {
+        if (direct.weights_desc() != w_md) {
+          plan->reorder_w = true;
+          plan->w_user_md = w_md;
+          plan->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w_md, eng, direct.weights_desc()));
+          w_md = direct.weights_desc();
+        }
+        return direct;
       }
     }
+    return pd;
+  };
+  if (kind == kForward) {
+    auto pd = prefer_direct([&](const memory::desc& w) {
+      return dnnl::convolution_forward::primitive_desc(eng, dnnl::prop_kind::forward_inference, algo, x_md, w, y_md,
+                                                       g.strides, g.pad_l, g.pad_r, attr);
+    });
     plan->primitive = dnnl::convolution_forward(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else if (kind == kInputGrad) {
-    dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w_md, y_md,
-                                                   g.strides, g.pad_l, g.pad_r);
-    dnnl::convolution_backward_data::primitive_desc pd(eng, algo, x_md, w_md, y_md, g.strides, g.pad_l, g.pad_r, hint,
-                                                       attr);
-    if (is_gemm(pd.impl_info_str())) {
-      dnnl::convolution_forward::primitive_desc hint_any(eng, dnnl::prop_kind::forward_training, algo, x_md, w_any,
-                                                         y_md, g.strides, g.pad_l, g.pad_r);
-      dnnl::convolution_backward_data::primitive_desc direct(eng, algo, x_md, w_any, y_md, g.strides, g.pad_l,
-                                                             g.pad_r, hint_any, attr);
-      if (!is_gemm(direct.impl_info_str())) {
-        pd = direct;
-        if (pd.weights_desc() != w_md) blocked(pd, pd.weights_desc());
-      }
-    }
+    auto pd = prefer_direct([&](const memory::desc& w) {
+      dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, algo, x_md, w, y_md,
+                                                     g.strides, g.pad_l, g.pad_r);
+      return dnnl::convolution_backward_data::primitive_desc(eng, algo, x_md, w, y_md, g.strides, g.pad_l, g.pad_r,
+                                                             hint, attr);
+    });
     plan->primitive = dnnl::convolution_backward_data(pd);
     plan->scratch_md = pd.scratchpad_desc();
   } else {
