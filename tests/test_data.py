@@ -459,6 +459,19 @@ def test_digits_first_run_reads_memory_while_a_child_writes(tmp_path, caplog):
         next(iter(train_batches(ds, cache="ram", **kw)))  # a reader of the files
 
 
+def test_digits_background_write_timeout(tmp_path, monkeypatch):
+    """A background digits write that does not finish is killed and reported (naming the folder), its partial
+    folder removed: never a run that waits forever."""
+    from jaxyolo.data import digits
+
+    monkeypatch.setattr(digits, "WRITE_TIMEOUT_S", 0.01)
+    tmp, root = tmp_path / ".digits.tmp", tmp_path / "digits"
+    tmp.mkdir()
+    with pytest.raises(OSError, match=r"writing .*digits did not finish in 0.01 s"):
+        digits._write_in_child(tmp, root)
+    assert not tmp.exists() and not root.exists()
+
+
 # --------------------------------------------------------------------------------------- determinism, resume, caching
 
 

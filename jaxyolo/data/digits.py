@@ -40,6 +40,7 @@ SIZE = 32
 SEED = 0
 VAL_FRACTION = 0.2
 MARKER = ".complete"
+WRITE_TIMEOUT_S = 600  # the background write (child process) of the folder: a hung one is an error, not a hang
 
 
 def datasets_dir(override: str | os.PathLike | None = None) -> Path:
@@ -148,8 +149,13 @@ def _write_in_child(tmp: Path, root: Path) -> None:
     package_parent = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
                                                        if p)}
-    p = subprocess.run([sys.executable, "-m", "jaxyolo.data.digits", str(tmp), str(root)], env=env,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    try:
+        p = subprocess.run([sys.executable, "-m", "jaxyolo.data.digits", str(tmp), str(root)], env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=WRITE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # (the child is killed): a hung disk, say so rather than wait forever
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(f"writing {root} did not finish in {WRITE_TIMEOUT_S} s (1,797 small PNGs, ~1 s on a local "
+                      f"disk); check that {root.parent} is writable and responsive") from None
     if p.returncode:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OSError(f"writing {root} failed (exit code {p.returncode}): {p.stderr.strip()[-2000:]}")
