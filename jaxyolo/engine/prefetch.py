@@ -3,8 +3,8 @@
 ``EpochPrefetcher`` builds each epoch's batch iterator (``data.train_batches``: the host route's thread pool, or a
 tf.data iterator) on a background thread, one epoch ahead, and buffers a few host batches (more once ``deepen``d),
 so starting the pipeline (seconds for tf.data's augmentation graph on the first epoch) overlaps model initialisation
-and XLA compilation, and starting the next epoch's iterator overlaps validation. The batches, their order and their content
-are exactly those of ``make_epoch(epoch, start_batch)``: only *when* they are produced changes.
+and XLA compilation, and starting the next epoch's iterator overlaps validation. The batches, their order and their
+content are exactly those of ``make_epoch(epoch, start_batch)``: only *when* they are produced changes.
 
 ``BackgroundWriter`` runs file writes (``last.pt`` / ``best.pt``, plots, TensorBoard scalars) one at a time on a
 worker thread; ``wait()`` re-raises the first failure, and every file write is atomic (the writers themselves write
