@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import jaxyolo
-from jaxyolo.cfg import DEFAULT_CFG, DEFAULT_CFG_PATH, ConfigKeyError, check_keys, smart_value
+from jaxyolo.cfg import DEFAULT_CFG, DEFAULT_CFG_PATH, ConfigKeyError, check_keys, check_values, smart_value
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -111,9 +111,15 @@ def check_args(overrides: dict, source: str = "arguments", warn_ignored: bool = 
                 raise CLIError(f"'{k}={v}' is of invalid type {type(v).__name__}: '{k}' must be a number "
                                f"(e.g. '{k}={d}')")
         elif isinstance(d, int):
+            if isinstance(v, float) and v.is_integer():  # 'epochs=1e2', as Ultralytics takes it
+                out[k] = v = int(v)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise CLIError(f"'{k}={v}' is of invalid type {type(v).__name__}: '{k}' must be an int "
                                f"(e.g. '{k}={d}')")
+    try:
+        check_values(out)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     task = out.get("task")
     if task is not None and task != "classify":
         raise CLIError(not_classify_message(task))

@@ -133,6 +133,44 @@ def test_all_default_keys_are_accepted():
     assert cli.check_args(dict(DEFAULT_CFG)) is not None
 
 
+# (key, value): Ultralytics' ranges (its check_cfg) for the keys jaxyolo uses, inside, at and past the ends
+RANGE_CASES = [(k, v) for k in ("fliplr", "lr0", "dropout", "hsv_h", "erasing", "scale", "momentum", "weight_decay")
+               for v in (0.0, 0.5, 1.0, 1.5, -0.1)] + \
+              [("epochs", v) for v in (1, 0, -1, 100.0)] + [("patience", v) for v in (0, -1, 5)] + \
+              [("nbs", v) for v in (1, 0)]
+
+
+@pytest.mark.ultralytics
+def test_value_ranges_are_ultralytics(capsys):
+    """A value out of Ultralytics' range is one clean line naming the key, the value and the range, and exactly the
+    values Ultralytics' own check (``ultralytics.cfg.check_cfg``, the real package) refuses are refused."""
+    check_cfg = pytest.importorskip("ultralytics.cfg").check_cfg
+    for k, v in RANGE_CASES:
+        try:
+            check_cfg({k: v})
+            theirs = True
+        except (TypeError, ValueError):
+            theirs = False
+        ours = cli.entrypoint(["val", f"{k}={v}", "model=missing.pt"]) == 1 and "invalid value" in (
+            err := capsys.readouterr().err)
+        assert ours != theirs, (k, v, err)
+        if ours:
+            assert err.strip().startswith(f"jaxyolo: error: '{k}={v}' is an invalid value: '{k}' must be "), err
+    assert cli.check_args({"epochs": 100.0, "nbs": 1e2}) == {"epochs": 100, "nbs": 100}  # integral floats, as theirs
+    with pytest.raises(cli.CLIError, match="'lr0=None' is an invalid value"):
+        cli.check_args({"lr0": None})
+
+
+def test_value_ranges_in_a_config_run(tmp_path):
+    """The trainer checks the same ranges (experiment configs do not pass the CLI's checks), before any file is
+    written."""
+    from jaxyolo.engine.train import train
+
+    with pytest.raises(ValueError, match="'fliplr=1.5' is an invalid value: 'fliplr' must be a number from 0.0 to 1.0"):
+        train({"data": "digits", "fliplr": 1.5}, save_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_subprocess_error_has_no_traceback(tmp_path):
     p = run_cli("classify", "train", "imgsz=32", "epohcs=2", cwd=tmp_path, timeout=120)
     assert p.returncode == 1

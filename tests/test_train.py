@@ -175,6 +175,26 @@ def test_epoch_checkpoints_wait_for_checkpoint_interval(folder, tmp_path):
             train({**kw, "checkpoint_interval": bad}, save_dir=tmp_path / "bad")
 
 
+def test_early_stopping_and_patience_zero(folder, tmp_path, monkeypatch):
+    """Early stopping counts epochs without a fitness improvement, as Ultralytics' EarlyStopping: with every epoch's
+    fitness the same, patience=1 stops after the second epoch; patience=0 disables it (Ultralytics: ``patience or
+    inf``) and trains every epoch; a negative patience is a clear error."""
+    import dataclasses
+
+    from jaxyolo.engine import train as train_mod
+
+    real = train_mod.Evaluator.__call__
+    monkeypatch.setattr(train_mod.Evaluator, "__call__",
+                        lambda self, *a: dataclasses.replace(real(self, *a), top1=0.5, top5=1.0))  # fitness 0.75
+    kw = dict(data=str(folder), model="yolov8n-cls.yaml", epochs=4, imgsz=32, batch=16, plots=False)
+    train_mod.train({**kw, "patience": 1}, save_dir=tmp_path / "p1")
+    assert [r["epoch"] for r in read_csv(tmp_path / "p1" / "results.csv")] == ["1", "2"]
+    train_mod.train({**kw, "patience": 0}, save_dir=tmp_path / "p0")
+    assert [r["epoch"] for r in read_csv(tmp_path / "p0" / "results.csv")] == ["1", "2", "3", "4"]
+    with pytest.raises(ValueError, match="'patience=-1' is an invalid value: 'patience' must be an integer >= 0"):
+        train_mod.train({**kw, "patience": -1}, save_dir=tmp_path / "bad")
+
+
 def test_unknown_config_key_is_clear(folder, tmp_path):
     r = run_train(config_args(folder, epochs=1) + ["--config.lr_0=0.1", "--workdir", str(tmp_path / "w")])
     assert r.returncode != 0
@@ -203,9 +223,11 @@ def test_bad_config_value_messages(folder, tmp_path):
     assert r.returncode != 0 and "no_such_dir" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_nan_loss_stops_and_never_writes_best(folder, tmp_path):
+def test_nan_loss_stops_and_never_writes_best(folder, tmp_path, monkeypatch):
+    from jaxyolo.engine import train as train_mod
     from jaxyolo.engine.train import TrainingError, train
 
+    monkeypatch.setattr(train_mod, "check_values", lambda cfg: cfg)  # lr0 past Ultralytics' range: a sure divergence
     with pytest.raises(TrainingError, match=r"NaN/inf .*loss at epoch \d.*best.pt was not overwritten"):
         train(dict(data=str(folder), model="yolov8n-cls.yaml", epochs=3, imgsz=32, batch=16, optimizer="SGD",
                    lr0=1e12, warmup_epochs=0.0, plots=False), save_dir=tmp_path / "nan")

@@ -52,6 +52,33 @@ def check_seconds(key: str, value) -> float:
     return float(value)
 
 
+# Ultralytics' value ranges (its ``check_cfg``, 8.4), for the keys jaxyolo uses: rates, probabilities and gains in
+# [0, 1]; counts with a least value (patience 0 disables early stopping). ``fraction`` is checked by the data loader.
+FRACTION_KEYS = ("dropout", "lr0", "lrf", "momentum", "weight_decay", "warmup_momentum", "warmup_bias_lr", "hsv_h",
+                 "hsv_s", "hsv_v", "translate", "scale", "flipud", "fliplr", "erasing")
+INT_MIN = {"epochs": 1, "patience": 0, "nbs": 1}
+
+
+def check_values(cfg: dict) -> dict:
+    """Ultralytics' ranges for the keys of ``cfg`` that have one; integral floats of count keys (``epochs=1e2``, as
+    Ultralytics takes them) become ints. A ``ValueError`` that names the key, the value and the range otherwise."""
+    for k in FRACTION_KEYS:
+        if k in cfg:
+            v = cfg[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"'{k}={v}' is an invalid value: '{k}' must be a number from 0.0 to 1.0 "
+                                 f"(default {DEFAULT_CFG[k]})")
+    for k, least in INT_MIN.items():
+        if k in cfg:
+            v = cfg[k]
+            if isinstance(v, float) and v.is_integer():
+                cfg[k] = v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"'{k}={v}' is an invalid value: '{k}' must be an integer >= {least} "
+                                 f"(default {DEFAULT_CFG[k]}{'; 0 disables early stopping' * (k == 'patience')})")
+    return cfg
+
+
 def get_cfg(overrides: dict | None = None) -> dict:
     """Defaults merged with ``overrides`` (validated)."""
     overrides = dict(overrides or {})

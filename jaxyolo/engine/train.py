@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from jaxyolo import parallel
-from jaxyolo.cfg import check_aug_backend, check_seconds, check_seed, get_cfg
+from jaxyolo.cfg import check_aug_backend, check_seconds, check_seed, check_values, get_cfg
 from jaxyolo.data.host_eval import parse_hw
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
@@ -105,7 +105,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     ``save_dir`` (``--workdir``) fixes the run directory; rerunning with the same directory resumes exactly.
     Returns the validation metrics of the best epoch.
     """
-    args = get_cfg(overrides)
+    args = check_values(get_cfg(overrides))
     args["imgsz"] = check_imgsz(args["imgsz"])
     args["aug_backend"] = check_aug_backend(args["aug_backend"])
     args["seed"] = check_seed(args["seed"])
@@ -350,10 +350,11 @@ def _train(args, ds, save_dir, mesh, batch, nb, val_split, ckpt, prefetch, write
                          "train_results": {c: [r[j] for r in meta["history"]] for j, c in enumerate(CSV_COLUMNS)}}
                 paths = [save_dir / "weights" / n for n in (("last.pt", "best.pt") if improved else ("last.pt",))]
                 writer_bg.submit(_save_weights, paths, yolo, ema_vars, args, extra)
-            final = epoch + 1 == recipe.epochs or meta["patience_left"] <= 0
+            early = args["patience"] > 0 and meta["patience_left"] <= 0  # (patience=0: never, as Ultralytics)
+            final = epoch + 1 == recipe.epochs or early
             if final or time.perf_counter() - last_saved >= args["checkpoint_interval"]:
                 checkpoint(epoch + 1, 0, nb * (epoch + 1))
-            if meta["patience_left"] <= 0:
+            if early:
                 LOGGER.info(f"EarlyStopping: no improvement in the last {args['patience']} epochs; best epoch "
                             f"{meta['best_epoch'] + 1}")
                 break
