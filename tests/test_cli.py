@@ -77,8 +77,18 @@ def test_cfg_file_overrides_defaults_and_args_override_cfg(tmp_path):
     (["settings"], "no jaxyolo equivalent"),
     (["val", "model=yolov8n-cls.pt"], "cannot download pretrained weights"),
     (["train", "cfg=/does/not/exist.yaml"], "no such file"),
+    (["train", "imgsz=0,0"], r"imgsz=\(0, 0\) is invalid: expected a positive int"),
+    (["train", "batch=-1"], "batch=-1 must be a positive multiple .*AutoBatch.* is not available"),
+    (["val", "model=yolov8n-cls.yaml", "batch=0"], "batch=0 is invalid: expected a positive integer"),
+    (["predict", "model=yolov8n-cls.yaml", "source=a.jpg", "batch=-2"], "batch=-2 is invalid"),
+    (["export", "model=yolov8n-cls.yaml", "imgsz=0"], "imgsz=0 is invalid: expected a positive int"),
+    (["export", "model=yolov8n-cls.yaml", "imgsz=32,0", "format=onnx"], r"imgsz=\(32, 0\) is invalid"),
+    (["export", "model=yolov8n-cls.yaml", "batch=0"], "batch=0 is invalid"),
 ])
-def test_user_errors_are_one_clean_line(argv, message, capsys):
+def test_user_errors_are_one_clean_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (train's digits and any run folder land here)
+    monkeypatch.setenv("JAXYOLO_DATASETS_DIR", str(tmp_path / "datasets"))
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     assert cli.entrypoint(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jaxyolo: error: "), err

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from converters.export.formats import get_format
 from converters.export.metadata import build_metadata
+from jaxyolo.data.host_eval import parse_hw
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -42,12 +43,7 @@ def require(module: str, fmt: str, extra: str, pip_name: str | None = None):
 def resolve_imgsz(imgsz, yolo) -> tuple[int, int]:
     if imgsz is None:
         imgsz = (getattr(yolo, "overrides", {}) or {}).get("imgsz", 224)
-    if isinstance(imgsz, (list, tuple)):
-        if len(imgsz) == 1:
-            imgsz = imgsz[0]
-        else:
-            return int(imgsz[0]), int(imgsz[1])
-    return int(imgsz), int(imgsz)
+    return parse_hw(imgsz)
 
 
 @contextlib.contextmanager

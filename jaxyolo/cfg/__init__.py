@@ -79,6 +79,16 @@ def check_values(cfg: dict) -> dict:
     return cfg
 
 
+def check_batch(batch, default: int) -> int:
+    """``batch=`` of val, predict and export: a positive int (None: ``default``); a clear error for anything else
+    (0 or a negative value, which Ultralytics' trainer reads as AutoBatch, has no meaning there)."""
+    if batch is None:
+        return default
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch={batch!r} is invalid: expected a positive integer (default {default})")
+    return batch
+
+
 def get_cfg(overrides: dict | None = None) -> dict:
     """Defaults merged with ``overrides`` (validated)."""
     overrides = dict(overrides or {})

@@ -62,17 +62,13 @@ def read_rgb(path: str) -> np.ndarray | None:
 
 
 def parse_hw(imgsz) -> tuple[int, int]:
-    """int or (h, w) -> (h, w)."""
-    if isinstance(imgsz, (list, tuple)):
-        if len(imgsz) == 1:
-            imgsz = imgsz[0]
-        elif len(imgsz) == 2:
-            return int(imgsz[0]), int(imgsz[1])
-        else:
-            raise ValueError(f"imgsz must be an int or (h, w), got {imgsz!r}")
-    if isinstance(imgsz, bool) or not isinstance(imgsz, (int, np.integer)) or int(imgsz) < 1:
-        raise ValueError(f"imgsz={imgsz!r} is invalid: expected a positive int (e.g. 224) or a pair h,w")
-    return int(imgsz), int(imgsz)
+    """int or (h, w) -> (h, w); a ``ValueError`` naming the value for anything else (0, negative, not integers)."""
+    hw = tuple(imgsz) if isinstance(imgsz, (list, tuple)) else (imgsz,)
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw):
+        raise ValueError(f"imgsz={imgsz!r} is invalid: expected a positive int (e.g. 224) or a pair h,w (e.g. 224,192)")
+    return int(hw[0]), int(hw[1])
 
 
 def classify_transform(rgb: np.ndarray, imgsz) -> np.ndarray:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxyolo.cfg import check_batch
 from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.cpu_conv import inference_jit
@@ -393,7 +394,7 @@ class YOLO:
         imgsz = args.get("imgsz") or self.overrides.get("imgsz") or 224
         if self.backend is not None:
             imgsz = self._backend_imgsz(imgsz)
-        batch = int(args.get("batch") or DEFAULT_CFG["batch"])
+        batch = check_batch(args.get("batch"), DEFAULT_CFG["batch"])
         ds = jdata.load_dataset(str(dataset), data_dir=args.get("data_dir"))
         split = ds.resolve_split(str(args.get("split") or "val"))
         if ds.nc != self.nc:
@@ -468,7 +469,7 @@ class YOLO:
         imgsz = args.get("imgsz") or self.overrides.get("imgsz") or 224
         if self.backend is not None:
             imgsz = self._backend_imgsz(imgsz)
-        it = P.predict(self._get_runner(), self.names, source, imgsz=imgsz, batch=int(args.get("batch") or 16),
+        it = P.predict(self._get_runner(), self.names, source, imgsz=imgsz, batch=check_batch(args.get("batch"), 16),
                        save=bool(args.get("save", False)), save_txt=bool(args.get("save_txt", False)),
                        save_conf=bool(args.get("save_conf", False)), project=args.get("project"),
                        name=args.get("name"), exist_ok=bool(args.get("exist_ok", False)),
@@ -489,7 +490,7 @@ class YOLO:
         args = self._args(kwargs)
         fmt = args.pop("format", None) or format
         imgsz = args.pop("imgsz", None)
-        batch = int(args.pop("batch", None) or 1)
+        batch = check_batch(args.pop("batch", None), 1)
         keep = ("half", "int8", "dynamic", "simplify", "opset", "workspace", "optimize", "keras", "nms", "data")
         extra = {k: args[k] for k in keep if k in args}
         return run_export(self, fmt, imgsz=imgsz, batch=batch, **extra)

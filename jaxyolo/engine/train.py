@@ -47,15 +47,9 @@ class TrainingError(RuntimeError):
 
 
 def check_imgsz(imgsz) -> int | tuple[int, int]:
-    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 1:
-        imgsz = imgsz[0]
-    if isinstance(imgsz, bool) or not (
-            (isinstance(imgsz, int) and imgsz > 0)
-            or (isinstance(imgsz, (list, tuple)) and len(imgsz) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in imgsz))):
-        raise ValueError(f"imgsz={imgsz!r} is invalid: expected a positive int (e.g. 224) or a pair [h, w] "
-                         f"(e.g. 224,192)")
-    return imgsz if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    """``imgsz`` as an int, or an (h, w) pair where one was given (``parse_hw``'s checks)."""
+    h, w = parse_hw(imgsz)
+    return (h, w) if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 else h
 
 
 def setup_logging(save_dir: Path | None = None, verbose: bool = True) -> logging.Handler | None:
@@ -147,7 +141,8 @@ def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> 
     batch = int(args["batch"])
     if batch < 1 or batch % n_dev or batch % nproc:
         raise TrainingError(f"batch={batch} must be a positive multiple of the device count ({n_dev}) and of the "
-                            f"process count ({nproc})")
+                            f"process count ({nproc})" + (" (Ultralytics' AutoBatch, batch=-1 or a fraction, is not "
+                                                          "available: give the global batch size)" * (batch < 1)))
     nb = data.num_train_batches(ds, batch)
     if nb < 1:
         raise TrainingError(f"batch={batch} is larger than the training split ({ds.splits.get('train', 0)} images)")
