@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jaxyolo
 from jaxyolo.cfg import DEFAULT_CFG, DEFAULT_CFG_PATH, ConfigKeyError, check_keys, check_values, smart_value
+from jaxyolo.utils.device import select_device
 
 LOGGER = logging.getLogger("jaxyolo")
 
@@ -340,6 +341,7 @@ def run_mode(overrides: dict) -> int:
     if overrides.get("mode") == "benchmark" and isinstance(verbose, float):
         overrides, floor = {k: v for k, v in overrides.items() if k != "verbose"}, verbose
     args = check_args(overrides, "command line")
+    select_device(args.get("device"))  # before anything starts JAX's backends (device=cpu picks the platform)
     args.pop("task", None)
     mode = args.pop("mode", None)
     if mode is None:

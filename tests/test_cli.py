@@ -84,9 +84,14 @@ def test_cfg_file_overrides_defaults_and_args_override_cfg(tmp_path):
     (["export", "model=yolov8n-cls.yaml", "imgsz=0"], "imgsz=0 is invalid: expected a positive int"),
     (["export", "model=yolov8n-cls.yaml", "imgsz=32,0", "format=onnx"], r"imgsz=\(32, 0\) is invalid"),
     (["export", "model=yolov8n-cls.yaml", "batch=0"], "batch=0 is invalid"),
+    (["val", "model=yolov8n-cls.yaml", "device=0"], r"Invalid CUDA 'device=0' requested: JAX sees no NVIDIA GPU"),
+    (["train", "device=cuda:1"], r"Invalid CUDA 'device=cuda:1' requested"),
+    (["predict", "model=yolov8n-cls.yaml", "source=a.jpg", "device=mps"], "device=mps: Apple GPUs are not"),
+    (["val", "model=yolov8n-cls.yaml", "device=npu"], "device='npu' is invalid: expected cpu, a GPU index"),
 ])
 def test_user_errors_are_one_clean_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # (train's digits and any run folder land here)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (device=0 sets it; restored afterwards)
     monkeypatch.setenv("JAXYOLO_DATASETS_DIR", str(tmp_path / "datasets"))
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     assert cli.entrypoint(argv) == 1
@@ -137,6 +142,26 @@ def test_checks_lists_versions_devices_and_backends(capsys, monkeypatch):
     for word in ("jax", "flax", "optax", "orbax-checkpoint", "tensorflow", "torch", "Devices:", "onnxruntime",
                  "openvino", "tensorrt", "coremltools", "paddle", "ncnn", "pnnx", "tensorflowjs", "tfjs environment"):
         assert word in out, word
+
+
+def test_device_argument(monkeypatch):
+    """Ultralytics' device= spellings: cpu, an index, indices, cuda:N, a list; cpu applies on this CPU machine."""
+    from jaxyolo.utils.device import parse_device, select_device
+
+    assert parse_device(None) is None and parse_device("") is None
+    assert parse_device("cpu") == parse_device("CPU") == ("cpu", ())
+    assert parse_device(0) == parse_device("0") == parse_device("cuda:0") == parse_device("cuda") == ("gpu", (0,))
+    assert parse_device("0,1") == parse_device([0, 1]) == parse_device("cuda:0,1") == ("gpu", (0, 1))
+    select_device("cpu")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ValueError, match=r"Invalid CUDA 'device=1,2' requested"):
+        select_device("1,2")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1,2"  # set for JAX's start (too late here: it runs on the CPU)
+    code = ("from jaxyolo.utils.device import select_device; select_device('cpu'); import jax; "
+            "print(jax.config.jax_platforms)")
+    p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "JAX_PLATFORMS": "cuda,cpu"}, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == ["cpu"], p.stderr[-2000:]  # a fresh process: device=cpu wins over JAX_PLATFORMS
 
 
 def test_all_default_keys_are_accepted():

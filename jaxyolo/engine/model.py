@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxyolo.cfg import check_batch
+from jaxyolo.utils.device import select_device
 from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.cpu_conv import inference_jit
@@ -327,7 +328,9 @@ class YOLO:
             kw = {**load_cfg_file(str(cfg_file)), **kw}
         if isinstance(kw.get("imgsz"), list):
             kw["imgsz"] = tuple(kw["imgsz"])
-        return check_args(kw)
+        args = check_args(kw)
+        select_device(args.get("device"))
+        return args
 
     def train(self, **kwargs):
         """Train from this model (its YAML, its .pt, or the weights loaded with ``.load()``) with Ultralytics'

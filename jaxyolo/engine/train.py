@@ -32,6 +32,7 @@ from jaxyolo.nn.cpu_conv import quick_trace
 from jaxyolo.nn.cpu_options import quick_compile, train_compiler_options
 from jaxyolo.utils import plots
 from jaxyolo.utils.collector import paused_for_set_up
+from jaxyolo.utils.device import select_device
 from jaxyolo.utils.files import copy_atomic, run_dir
 from jaxyolo.utils.trace_cache import CachedJit
 
@@ -104,6 +105,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     args["aug_backend"] = check_aug_backend(args["aug_backend"])
     args["seed"] = check_seed(args["seed"])
     args["checkpoint_interval"] = check_seconds("checkpoint_interval", args["checkpoint_interval"])
+    select_device(args["device"])
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
 
