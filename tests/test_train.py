@@ -195,6 +195,22 @@ def test_early_stopping_and_patience_zero(folder, tmp_path, monkeypatch):
         train_mod.train({**kw, "patience": -1}, save_dir=tmp_path / "bad")
 
 
+def test_a_run_that_fails_in_set_up_leaves_no_folder(folder, tmp_path):
+    """A mistake found in set-up (here an optimizer name) leaves no run folder behind (the next run is not train-2),
+    unless the folder was there before (a resumed run's, or one the user made)."""
+    from jaxyolo.engine.train import train
+
+    kw = dict(data=str(folder), model="yolov8n-cls.yaml", epochs=1, imgsz=32, batch=16, plots=False,
+              optimizer="Adamx")
+    with pytest.raises(ValueError, match="optimizer='Adamx' is not supported"):
+        train(kw, save_dir=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ValueError, match="optimizer='Adamx' is not supported"):
+        train(kw, save_dir=tmp_path / "mine")
+    assert (tmp_path / "mine" / "train.log").exists()
+
+
 def test_unknown_config_key_is_clear(folder, tmp_path):
     r = run_train(config_args(folder, epochs=1) + ["--config.lr_0=0.1", "--workdir", str(tmp_path / "w")])
     assert r.returncode != 0

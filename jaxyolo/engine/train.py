@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -117,15 +118,27 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
         save_dir = runs[-1].parent
     save_dir = Path(save_dir) if save_dir is not None else run_dir(args["project"], args["name"], "train",
                                                                     args["exist_ok"])
+    created = not save_dir.exists()
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     log_file = setup_logging(save_dir if main else None, bool(args["verbose"]))
+    done = False
     try:
         with paused_for_set_up() as set_up_done:  # the garbage collector skips what lives for the whole run
-            return _set_up_and_train(args, save_dir, proc, nproc, set_up_done)
+            metrics = _set_up_and_train(args, save_dir, proc, nproc, set_up_done)
+        done = True
+        return metrics
     finally:
         if log_file is not None:
             LOGGER.removeHandler(log_file)
             log_file.close()
+        if not done and created and nproc == 1 and not _has_results(save_dir):
+            shutil.rmtree(save_dir, ignore_errors=True)  # a run that failed before it had anything: no stray folder
+
+
+def _has_results(save_dir: Path) -> bool:
+    """Whether a run folder holds weights or a checkpoint (what a failed run must keep: it resumes from them)."""
+    ckpts = save_dir / "checkpoints"
+    return any((save_dir / "weights").iterdir()) or (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()))
 
 
 def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> ClassifyMetrics:
@@ -151,7 +164,7 @@ def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> 
     val_split = "val" if "val" in ds.splits else "test"
     aug = {k: args[k] for k in AUG_KEYS}
 
-    # ---- resume point, then the input pipeline starts on a background thread ------------------------------------------
+    # ---- resume point, then the input pipeline starts on a background thread --------------------------------------
     # (tracing the augmentation graph and each next epoch's iterator overlap model set-up, compilation and validation)
     ckpt = Checkpointer(save_dir / "checkpoints", mesh, keep=int(args["keep_checkpoints"]))
     latest = ckpt.latest_step()
