@@ -293,6 +293,30 @@ def test_auto_split_and_fraction(tmp_path):
     assert after == before  # no file moved
     ds3 = load_dataset(str(r), fraction=0.5)
     assert ds3.splits["train"] == 12 and ds3.splits["val"] == 6
+    assert load_dataset(str(r), fraction=7).splits["train"] == 7  # an image count (Ultralytics 8.4)
+    assert load_dataset(str(r), fraction=1000).splits["train"] == 24 and load_dataset(str(r), fraction=1).splits[
+        "train"] == 24
+    for bad in (0, 1.5, -3, True, [0.5, 1.0]):
+        with pytest.raises(DatasetError, match=r"fraction=.* is invalid: expected a ratio in \(0, 1\] .* or an image "
+                                               r"count > 1"):
+            load_dataset(str(r), fraction=bad)
+
+
+@pytest.mark.ultralytics
+@pytest.mark.parametrize("fraction", [0.3, 7, 1000])
+def test_fraction_keeps_the_images_ultralytics_keeps(tmp_path, fraction):
+    """``fraction`` as a ratio or an image count keeps exactly the training images Ultralytics' ClassificationDataset
+    keeps (the real package, same folder)."""
+    uds = pytest.importorskip("ultralytics.data.dataset")
+    from ultralytics.cfg import get_cfg
+
+    r = tmp_path / "ds"
+    _mkclasses(r / "train", "abc", n=9)
+    _mkclasses(r / "val", "abc", n=2)
+    theirs = uds.ClassificationDataset(str(r / "train"), get_cfg(overrides={"fraction": fraction, "imgsz": 16}),
+                                       augment=True, prefix="train")
+    ours = load_dataset(str(r), fraction=fraction).records["train"]
+    assert [Path(f).resolve() for f in ours.files] == [Path(s[0]).resolve() for s in theirs.samples]
 
 
 # ------------------------------------------------------------------------------------------------------------ digits

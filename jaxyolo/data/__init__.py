@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords, num_train_batches
+from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, SplitRecords, num_train_batches, train_count
 
 __all__ = [
     "Dataset",
@@ -33,16 +33,14 @@ __all__ = [
 ]
 
 
-def _apply_fraction(ds: Dataset, fraction: float) -> Dataset:
-    """Keep ``round(n * fraction)`` training images, evenly spaced over the (class-ordered) list, as Ultralytics."""
+def _apply_fraction(ds: Dataset, fraction) -> Dataset:
+    """Keep ``train_count`` training images, evenly spaced over the (class-ordered) list, as Ultralytics."""
     import numpy as np
 
-    if fraction >= 1.0 or ds.kind != "folder":
+    if ds.kind != "folder":
         return ds
-    if fraction <= 0:
-        raise DatasetError(f"fraction must be in (0, 1], got {fraction}")
     recs = ds.records["train"]
-    count = max(1, round(len(recs) * fraction))
+    count = train_count(fraction, len(recs))
     if count < len(recs):
         idx = np.linspace(0, len(recs) - 1, count, dtype=int)
         ds.records["train"] = recs.subset(idx)
@@ -51,7 +49,7 @@ def _apply_fraction(ds: Dataset, fraction: float) -> Dataset:
     return ds
 
 
-def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0,
+def load_dataset(data: str, data_dir: str | None = None, fraction: float | int = 1.0,
                  files_in_background: bool = False) -> Dataset:
     """Resolve a dataset.
 
@@ -63,12 +61,10 @@ def load_dataset(data: str, data_dir: str | None = None, fraction: float = 1.0,
     * a folder in Ultralytics' classification layout (``train/``, ``val/``, ``test/``; or class folders only, split
       80/20); a bare name that is not a folder is looked up in the datasets directory.
 
-    ``fraction`` (0, 1] subsamples the training split. Raises ``DatasetError`` for anything unusable."""
+    ``fraction`` (a ratio in (0, 1], or an image count > 1) subsamples the training split. Raises ``DatasetError`` for anything unusable."""
     if not isinstance(data, (str, os.PathLike)) or not str(data):
         raise DatasetError(f"data must be a dataset folder, 'digits' or 'tfds:<name>', got {data!r}")
-    fraction = float(fraction)
-    if not 0 < fraction <= 1:
-        raise DatasetError(f"fraction must be in (0, 1], got {fraction}")
+    train_count(fraction, 1)  # (a bad value fails before anything is read)
     s = str(data)
     if s.startswith("tfds:"):
         from jaxyolo.data.tfds_source import load_tfds

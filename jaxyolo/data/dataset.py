@@ -136,3 +136,16 @@ def cache_mode(cache):
 def parallel_calls(workers) -> int:
     """Parallel map calls (and pool threads) for ``workers``: itself when > 0, else one per CPU core."""
     return int(workers) if workers and int(workers) > 0 else (os.cpu_count() or 1)
+
+
+def train_count(fraction, n: int) -> int:
+    """How many of a split's ``n`` training images ``fraction`` keeps, as Ultralytics 8.4: a ratio in (0, 1] keeps
+    ``round(n * fraction)`` (at least one), an integer count > 1 that many (at most ``n``); a ``DatasetError`` naming
+    the value otherwise."""
+    if isinstance(fraction, int) and not isinstance(fraction, bool) and fraction > 1:
+        return min(fraction, n)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise DatasetError(f"fraction={fraction!r} is invalid: expected a ratio in (0, 1] (e.g. 0.25) or an image "
+                           f"count > 1 (e.g. 500) of the training split" + (
+                               "; per-split lists [train, val, test] are not supported" * isinstance(fraction, list)))
+    return max(1, round(n * fraction))

@@ -9,7 +9,7 @@ Images are decoded in the pipeline (JPEG with the accurate IDCT, PNG etc. with `
 
 from __future__ import annotations
 
-from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError
+from jaxyolo.data.dataset import LOGGER, Dataset, DatasetError, train_count
 
 
 def _features(builder):
@@ -32,7 +32,7 @@ def _features(builder):
     return image_key, label_key
 
 
-def load_tfds(data: str, data_dir: str | None = None, fraction: float = 1.0) -> Dataset:
+def load_tfds(data: str, data_dir: str | None = None, fraction: float | int = 1.0) -> Dataset:
     from jaxyolo.data._tf import tf  # before tfds, which would import TensorFlow itself (with Keras)
     import tensorflow_datasets as tfds
 
@@ -55,8 +55,8 @@ def load_tfds(data: str, data_dir: str | None = None, fraction: float = 1.0) -> 
     if "train" not in available:
         raise DatasetError(f"TFDS dataset {spec!r}: missing split 'train' (has {sorted(available)})")
     n_train = available["train"].num_examples
-    if fraction < 1.0:
-        count = max(int(fraction > 0), round(n_train * fraction))
+    count = train_count(fraction, n_train)
+    if count < n_train:
         tfds_splits["train"] = f"train[:{count}]"
         n_train = count
     else:

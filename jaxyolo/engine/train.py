@@ -149,7 +149,7 @@ def _set_up_and_train(args, save_dir, proc, nproc, set_up_done=lambda: None) -> 
     imgsz = args["imgsz"]
 
     # ---- data -----------------------------------------------------------------------------------------------------
-    ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=float(args["fraction"]),
+    ds = data.load_dataset(str(args["data"]), data_dir=args["data_dir"], fraction=args["fraction"],
                            files_in_background=True)  # (a first digits run: its folder is written meanwhile)
     mesh = parallel.make_mesh()
     n_dev = mesh.devices.size
