@@ -32,7 +32,15 @@ IGNORED_KEYS = ("conf", "iou", "max_det", "agnostic_nms", "classes", "retina_mas
                 "embed", "save_crop", "show_boxes", "show_labels", "show_conf", "line_width", "save_frames",
                 "stream_buffer", "save_json", "overlap_mask", "mask_ratio", "multi_scale", "close_mosaic", "mosaic",
                 "mixup", "cutmix", "copy_paste", "box", "cls", "dfl", "pose", "kobj", "profile", "time", "tracker",
-                "cache_images", "val_period", "compile")
+                "cache_images", "val_period", "compile",
+                # Ultralytics 8.4: detection/segmentation/pose/OBB/depth losses and augmentations, its class-name
+                # remapping of detection heads, torch memory format, OpenCV DNN for ONNX (jaxyolo runs onnxruntime)
+                "cls_pw", "cls_remap", "rle", "angle", "dlog", "dgrad", "dlam", "shear", "perspective", "bgr",
+                "copy_paste_mode", "channels_last", "dnn", "dis")
+# Ultralytics' quantize= values (8.4) and the half/int8 they mean here
+QUANTIZE = {"8": (False, True), "int8": (False, True), "w8a8": (False, True), "16": (True, False),
+            "fp16": (True, False), "w16a16": (True, False), "32": (False, False), "fp32": (False, False),
+            "w32a32": (False, False)}
 # keys whose values are not type-checked against the default's type (several types are valid)
 _FREE_KEYS = {"imgsz", "cache", "pretrained", "resume", "device", "model", "data", "source", "project", "name",
               "freeze", "opset", "workspace", "auto_augment", "split", "format", "mode", "task", "optimizer",
@@ -98,6 +106,9 @@ def check_args(overrides: dict, source: str = "arguments", warn_ignored: bool = 
                 LOGGER.warning(f"WARNING: '{k}={v}' has no effect on classification; ignored")
             continue
         out[k] = str(v) if k in ("project", "name") and v is not None else v
+    if out.pop("distill_model", None) is not None:  # (Ultralytics 8.4)
+        raise CLIError(f"distill_model={overrides['distill_model']}: knowledge distillation is not available in "
+                       f"jaxyolo")
     check_keys(out, source)
     for k, v in out.items():
         d = DEFAULT_CFG.get(k)
@@ -121,6 +132,13 @@ def check_args(overrides: dict, source: str = "arguments", warn_ignored: bool = 
         check_values(out)
     except ValueError as e:
         raise CLIError(str(e)) from None
+    q = out.pop("quantize", None)
+    if q is not None:  # Ultralytics 8.4's precision argument wins over half/int8
+        q = str(q).strip().lower()
+        if q not in QUANTIZE:
+            raise CLIError(f"quantize={q} is invalid: expected 16/fp16 (half), 8/int8 or 32/fp32 (weight-only "
+                           f"w8a16/w8a32 exports are not available in jaxyolo)")
+        out["half"], out["int8"] = QUANTIZE[q]
     task = out.get("task")
     if task is not None and task != "classify":
         raise CLIError(not_classify_message(task))

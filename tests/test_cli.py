@@ -168,6 +168,36 @@ def test_all_default_keys_are_accepted():
     assert cli.check_args(dict(DEFAULT_CFG)) is not None
 
 
+@pytest.mark.ultralytics
+def test_every_ultralytics_argument_is_accepted(jlog):
+    """Every key of the real Ultralytics default.yaml (at its default value) is a jaxyolo argument or accepted and
+    ignored with a warning, so a script written for Ultralytics runs; 'cfg' is the settings-file argument."""
+    import yaml
+
+    ultralytics = pytest.importorskip("ultralytics")
+    theirs = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "default.yaml").read_text())
+    theirs.pop("cfg")
+    theirs.pop("task"), theirs.pop("mode")  # (their defaults are detect / train)
+    cli.check_args(theirs)
+    assert "'cls_pw=0.0' has no effect on classification" in "\n".join(jlog)
+
+
+def test_quantize_is_ultralytics_84s_half_and_int8():
+    assert cli.check_args({"quantize": 16}) == {"half": True, "int8": False}
+    assert cli.check_args({"quantize": "fp16"}) == {"half": True, "int8": False}
+    assert cli.check_args({"quantize": "int8", "half": True}) == {"half": False, "int8": True}  # quantize wins
+    assert cli.check_args({"quantize": 32, "int8": True}) == {"half": False, "int8": False}
+    assert cli.check_args({"quantize": None, "half": True}) == {"half": True}
+    with pytest.raises(cli.CLIError, match="quantize=w8a16 is invalid: expected 16/fp16"):
+        cli.check_args({"quantize": "w8a16"})
+    with pytest.raises(cli.CLIError, match="knowledge distillation is not available"):
+        cli.check_args({"distill_model": "teacher.pt"})
+    from jaxyolo.engine.train import train
+
+    with pytest.raises(ValueError, match="quantization-aware training\\) is not available"):
+        train({"quantize": 8})
+
+
 # (key, value): Ultralytics' ranges (its check_cfg) for the keys jaxyolo uses, inside, at and past the ends
 RANGE_CASES = [(k, v) for k in ("fliplr", "lr0", "dropout", "hsv_h", "erasing", "scale", "momentum", "weight_decay")
                for v in (0.0, 0.5, 1.0, 1.5, -0.1)] + \

@@ -106,6 +106,9 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     args["aug_backend"] = check_aug_backend(args["aug_backend"])
     args["seed"] = check_seed(args["seed"])
     args["checkpoint_interval"] = check_seconds("checkpoint_interval", args["checkpoint_interval"])
+    if args.get("int8") or args.get("quantize") not in (None, 16, 32, "16", "32", "fp16", "fp32"):
+        raise ValueError("int8 / quantize=8 in training (Ultralytics 8.4's quantization-aware training) is not "
+                         "available in jaxyolo: train in fp32, then export with int8=True (or quantize=8)")
     select_device(args["device"])
     proc, nproc = jax.process_index(), jax.process_count()
     main = proc == 0
