@@ -31,6 +31,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_cwd(tmp_path_factory):
+    """The whole session runs in a scratch folder, so what a test writes relative to the working directory (runs/
+    of val and predict, datasets/digits) never lands in the checkout; tests name repository files through ROOT."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
 @pytest.fixture
 def jlog():
     """Messages of the 'jaxyolo' logger (it does not propagate to the root logger, so caplog cannot see them)."""

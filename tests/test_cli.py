@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "jaxyolo.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "jaxyolo.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
