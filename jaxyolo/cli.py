@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 import jaxyolo
-from jaxyolo.cfg import DEFAULT_CFG, DEFAULT_CFG_PATH, ConfigKeyError, check_keys, check_values, smart_value
+from jaxyolo.cfg import (DEFAULT_CFG, DEFAULT_CFG_PATH, ConfigKeyError, check_keys, check_values,
+                         quantize_flags, smart_value)
 from jaxyolo.utils.device import select_device
 
 LOGGER = logging.getLogger("jaxyolo")
@@ -37,10 +38,6 @@ IGNORED_KEYS = ("conf", "iou", "max_det", "agnostic_nms", "classes", "retina_mas
                 # remapping of detection heads, torch memory format, OpenCV DNN for ONNX (jaxyolo runs onnxruntime)
                 "cls_pw", "cls_remap", "rle", "angle", "dlog", "dgrad", "dlam", "shear", "perspective", "bgr",
                 "copy_paste_mode", "channels_last", "dnn", "dis")
-# Ultralytics' quantize= values (8.4) and the half/int8 they mean here
-QUANTIZE = {"8": (False, True), "int8": (False, True), "w8a8": (False, True), "16": (True, False),
-            "fp16": (True, False), "w16a16": (True, False), "32": (False, False), "fp32": (False, False),
-            "w32a32": (False, False)}
 # keys whose values are not type-checked against the default's type (several types are valid)
 _FREE_KEYS = {"imgsz", "cache", "pretrained", "resume", "device", "model", "data", "source", "project", "name",
               "freeze", "opset", "workspace", "auto_augment", "split", "format", "mode", "task", "optimizer",
@@ -130,15 +127,11 @@ def check_args(overrides: dict, source: str = "arguments", warn_ignored: bool = 
                                f"(e.g. '{k}={d}')")
     try:
         check_values(out)
+        q = out.pop("quantize", None)
+        if q is not None:  # Ultralytics 8.4's precision argument wins over half/int8
+            out["half"], out["int8"] = quantize_flags(q)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    q = out.pop("quantize", None)
-    if q is not None:  # Ultralytics 8.4's precision argument wins over half/int8
-        q = str(q).strip().lower()
-        if q not in QUANTIZE:
-            raise CLIError(f"quantize={q} is invalid: expected 16/fp16 (half), 8/int8 or 32/fp32 (weight-only "
-                           f"w8a16/w8a32 exports are not available in jaxyolo)")
-        out["half"], out["int8"] = QUANTIZE[q]
     task = out.get("task")
     if task is not None and task != "classify":
         raise CLIError(not_classify_message(task))

@@ -79,6 +79,21 @@ def check_values(cfg: dict) -> dict:
     return cfg
 
 
+# Ultralytics' quantize= values (8.4) and the (half, int8) they mean here
+QUANTIZE = {"8": (False, True), "int8": (False, True), "w8a8": (False, True), "16": (True, False),
+            "fp16": (True, False), "w16a16": (True, False), "32": (False, False), "fp32": (False, False),
+            "w32a32": (False, False)}
+
+
+def quantize_flags(quantize) -> tuple[bool, bool]:
+    """Ultralytics 8.4's ``quantize=`` as jaxyolo's ``(half, int8)``; a ``ValueError`` naming the value otherwise."""
+    q = str(quantize).strip().lower()
+    if q not in QUANTIZE:
+        raise ValueError(f"quantize={q} is invalid: expected 16/fp16 (half), 8/int8 or 32/fp32 (weight-only "
+                         f"w8a16/w8a32 exports are not available in jaxyolo)")
+    return QUANTIZE[q]
+
+
 def check_batch(batch, default: int) -> int:
     """``batch=`` of val, predict and export: a positive int (None: ``default``); a clear error for anything else
     (0 or a negative value, which Ultralytics' trainer reads as AutoBatch, has no meaning there)."""

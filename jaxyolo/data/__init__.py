@@ -61,7 +61,8 @@ def load_dataset(data: str, data_dir: str | None = None, fraction: float | int =
     * a folder in Ultralytics' classification layout (``train/``, ``val/``, ``test/``; or class folders only, split
       80/20); a bare name that is not a folder is looked up in the datasets directory.
 
-    ``fraction`` (a ratio in (0, 1], or an image count > 1) subsamples the training split. Raises ``DatasetError`` for anything unusable."""
+    ``fraction`` (a ratio in (0, 1], or an image count > 1) subsamples the training split. Raises ``DatasetError``
+    for anything unusable."""
     if not isinstance(data, (str, os.PathLike)) or not str(data):
         raise DatasetError(f"data must be a dataset folder, 'digits' or 'tfds:<name>', got {data!r}")
     train_count(fraction, 1)  # (a bad value fails before anything is read)

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxyolo.cfg import check_batch
-from jaxyolo.utils.device import select_device
 from jaxyolo.engine.orbax_model import find_orbax
 from jaxyolo.nn.build import ClassificationModel, build_model
 from jaxyolo.nn.cpu_conv import inference_jit
 from jaxyolo.nn.summary import model_info
+from jaxyolo.utils.device import select_device
 
 LOGGER = logging.getLogger("jaxyolo")
 

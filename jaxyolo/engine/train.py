@@ -22,7 +22,8 @@ import yaml
 from tqdm import tqdm
 
 from jaxyolo import parallel
-from jaxyolo.cfg import check_aug_backend, check_seconds, check_seed, check_values, get_cfg
+from jaxyolo.cfg import (check_aug_backend, check_seconds, check_seed, check_values, get_cfg,
+                         quantize_flags)
 from jaxyolo.data.host_eval import parse_hw
 from jaxyolo.engine import optim
 from jaxyolo.engine.checkpoint import Checkpointer, abstract_like
@@ -106,7 +107,7 @@ def train(overrides: dict | None = None, save_dir: str | Path | None = None) -> 
     args["aug_backend"] = check_aug_backend(args["aug_backend"])
     args["seed"] = check_seed(args["seed"])
     args["checkpoint_interval"] = check_seconds("checkpoint_interval", args["checkpoint_interval"])
-    if args.get("int8") or args.get("quantize") not in (None, 16, 32, "16", "32", "fp16", "fp32"):
+    if args["int8"] or (args["quantize"] is not None and quantize_flags(args["quantize"])[1]):
         raise ValueError("int8 / quantize=8 in training (Ultralytics 8.4's quantization-aware training) is not "
                          "available in jaxyolo: train in fp32, then export with int8=True (or quantize=8)")
     select_device(args["device"])
